@@ -1,0 +1,175 @@
+//! Carrying out a plan on the host.
+
+use facts::Remote;
+use facts::shell::quote;
+
+use crate::diff::{MAX_DIFF_BYTES, unified};
+use crate::restarts;
+use crate::{Change, Error, Plan, Reporter};
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Test hook: after the last change, stop and wait forever before the handlers run, so
+    /// that a test can kill the run at exactly that point.
+    pub hold_before_handlers: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
+/// Fetches the current content of the files the plan rewrites, in one remote command, and
+/// fills in their diffs.
+pub async fn fetch_old_contents<R: Remote>(remote: &R, plan: &mut Plan) -> Result<(), Error> {
+    let wanted: Vec<usize> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.new_content.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::from("for p in");
+    for &i in &wanted {
+        script.push(' ');
+        script.push_str(&quote(&plan.changes[i].target));
+    }
+    script.push_str(&format!(
+        "; do s=$(stat -c %s -- \"$p\" 2>/dev/null || echo -1); \
+         if [ \"$s\" -ge 0 ] && [ \"$s\" -le {MAX_DIFF_BYTES} ]; then echo \"$s\"; cat -- \"$p\"; else echo -1; fi; done"
+    ));
+    let out = remote.exec(&script, b"").await?;
+    let mut rest: &[u8] = &out.stdout;
+    for &i in &wanted {
+        let change = &mut plan.changes[i];
+        let new = change.new_content.take().unwrap_or_default();
+        let old = take_sized(&mut rest);
+        change.diff = Some(match old {
+            Some(old) => unified(&change.target, old, &new),
+            None => format!("Large or unreadable file {}: replaced\n", change.target),
+        });
+    }
+    Ok(())
+}
+
+/// Reads "<size>\n<size bytes>" from the front of `rest`; `None` for size -1 or bad input.
+fn take_sized<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let size: i64 = std::str::from_utf8(&rest[..nl]).ok()?.trim().parse().ok()?;
+    *rest = &rest[nl + 1..];
+    let size = usize::try_from(size).ok()?;
+    if size > rest.len() {
+        *rest = &[];
+        return None;
+    }
+    let (body, tail) = rest.split_at(size);
+    *rest = tail;
+    Some(body)
+}
+
+/// Runs every change of the plan in order, then the handlers. Handlers are recorded on the
+/// host before the first change and cleared after the last handler, so that an interrupted
+/// run leaves them for the next one.
+pub async fn apply<R: Remote>(
+    remote: &R,
+    plan: &Plan,
+    reporter: &dyn Reporter,
+    options: &ApplyOptions,
+) -> Result<Outcome, Error> {
+    if !plan.pending.is_empty() && plan.pending != plan.pending_on_host {
+        run(
+            remote,
+            &restarts::record_script(&plan.pending),
+            b"",
+            "recording pending restarts",
+        )
+        .await?;
+    }
+    let mut reload_due = false;
+    for change in &plan.changes {
+        if change.uses_systemd && reload_due {
+            run(
+                remote,
+                "systemctl daemon-reload",
+                b"",
+                "systemctl daemon-reload",
+            )
+            .await?;
+            reload_due = false;
+        }
+        reporter.change_started(change);
+        execute(remote, change).await?;
+        reload_due |= change.changes_unit_file;
+        reporter.change_finished(change);
+    }
+    if options.hold_before_handlers && !plan.handlers.is_empty() {
+        reporter.note("holding before restarts (test hook)");
+        std::future::pending::<()>().await;
+    }
+    for change in &plan.handlers {
+        reporter.change_started(change);
+        execute(remote, change).await?;
+        reporter.change_finished(change);
+    }
+    if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() {
+        run(
+            remote,
+            &restarts::clear_script(),
+            b"",
+            "clearing pending restarts",
+        )
+        .await?;
+    }
+    Ok(Outcome {
+        changed: plan.change_count(),
+        unchanged: plan.unchanged,
+    })
+}
+
+async fn execute<R: Remote>(remote: &R, change: &Change) -> Result<(), Error> {
+    run(remote, &change.script, &change.stdin, &change.description).await
+}
+
+async fn run<R: Remote>(remote: &R, script: &str, stdin: &[u8], what: &str) -> Result<(), Error> {
+    let out = remote.exec(script, stdin).await?;
+    if out.success() {
+        return Ok(());
+    }
+    let detail = match (out.status, out.error_line()) {
+        (None, _) => "killed by a signal".to_string(),
+        (Some(code), line) if line.is_empty() => format!("exit status {code}"),
+        (Some(code), line) => format!("{line} (exit status {code})"),
+    };
+    Err(Error::ChangeFailed {
+        what: what.to_string(),
+        detail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_sized_records() {
+        let data = b"3\nabc-1\n0\n5\nhello".to_vec();
+        let mut rest: &[u8] = &data;
+        assert_eq!(take_sized(&mut rest), Some(&b"abc"[..]));
+        assert_eq!(take_sized(&mut rest), None);
+        assert_eq!(take_sized(&mut rest), Some(&b""[..]));
+        assert_eq!(take_sized(&mut rest), Some(&b"hello"[..]));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn truncated_records_do_not_panic() {
+        let mut rest: &[u8] = b"99\nshort";
+        assert_eq!(take_sized(&mut rest), None);
+        let mut rest: &[u8] = b"garbage";
+        assert_eq!(take_sized(&mut rest), None);
+    }
+}

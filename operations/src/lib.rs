@@ -1,0 +1,29 @@
+//! Resources, plans and apply.
+//!
+//! A [`State`] is an ordered list of resources: what the host should look like. It names the
+//! facts it needs ([`State::query`]); diffed against those facts it becomes a [`Plan`], an
+//! ordered list of changes with the exact commands, descriptions and file diffs. The dry run
+//! prints the plan; [`apply`] runs exactly that plan, then the restart handlers.
+
+mod apply;
+mod diff;
+mod error;
+mod plan;
+mod report;
+mod resource;
+mod restarts;
+mod script;
+mod state;
+mod templates;
+
+pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents};
+pub use error::Error;
+pub use plan::{Change, ChangeKind, Plan, plan};
+pub use report::{NullReporter, Reporter};
+pub use resource::{
+    Command, Directory, Download, File, Group, Guard, Notify, Package, Removed, Resource, Service,
+    Symlink, User,
+};
+pub use restarts::PENDING_FILE;
+pub use state::State;
+pub use templates::Templates;

@@ -1,0 +1,229 @@
+//! The resources a desired state is made of.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What a changed file or download asks of a service at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "action", content = "unit", rename_all = "lowercase")]
+pub enum Notify {
+    Restart(String),
+    Reload(String),
+}
+
+impl Notify {
+    pub fn unit(&self) -> &str {
+        match self {
+            Notify::Restart(u) | Notify::Reload(u) => u,
+        }
+    }
+}
+
+/// A Debian package, installed or removed.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub name: String,
+    pub present: bool,
+}
+
+/// A regular file with exact content, owner, group and mode.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+    pub notify: Vec<Notify>,
+}
+
+impl File {
+    pub fn new(path: impl Into<String>, content: impl Into<Vec<u8>>) -> Self {
+        File {
+            path: path.into(),
+            content: content.into(),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o644,
+            notify: Vec::new(),
+        }
+    }
+
+    pub fn owner(mut self, owner: &str, group: &str) -> Self {
+        self.owner = owner.into();
+        self.group = group.into();
+        self
+    }
+
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn restarts(mut self, unit: &str) -> Self {
+        self.notify.push(Notify::Restart(unit.into()));
+        self
+    }
+
+    pub fn reloads(mut self, unit: &str) -> Self {
+        self.notify.push(Notify::Reload(unit.into()));
+        self
+    }
+}
+
+/// A directory; only the leaf gets owner and mode, parents are created as root.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub path: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+}
+
+impl Directory {
+    pub fn new(path: impl Into<String>) -> Self {
+        Directory {
+            path: path.into(),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o755,
+        }
+    }
+
+    pub fn owner(mut self, owner: &str, group: &str) -> Self {
+        self.owner = owner.into();
+        self.group = group.into();
+        self
+    }
+
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Symlink {
+    pub path: String,
+    pub target: String,
+    pub notify: Vec<Notify>,
+}
+
+/// A file or symlink that must not exist. Directories are never removed: they may hold mail.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub path: String,
+    pub notify: Vec<Notify>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub system: bool,
+}
+
+/// An account. An existing account keeps its uid; shell, home and supplementary groups are
+/// reconciled.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub system: bool,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+    /// Primary group; `None` gives a same-named group.
+    pub group: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn system(name: &str) -> Self {
+        User {
+            name: name.into(),
+            system: true,
+            home: None,
+            shell: None,
+            group: None,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// A systemd unit's wanted state; `None` leaves that aspect alone.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub unit: String,
+    pub enabled: Option<bool>,
+    pub running: Option<bool>,
+    pub masked: bool,
+}
+
+impl Service {
+    /// Enabled and running.
+    pub fn running(unit: &str) -> Self {
+        Service {
+            unit: unit.into(),
+            enabled: Some(true),
+            running: Some(true),
+            masked: false,
+        }
+    }
+
+    /// Disabled and stopped.
+    pub fn stopped(unit: &str) -> Self {
+        Service {
+            unit: unit.into(),
+            enabled: Some(false),
+            running: Some(false),
+            masked: false,
+        }
+    }
+}
+
+/// A file with a pinned sha256, fetched on the host from `url`, or uploaded from `local`
+/// for hosts without internet.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub path: String,
+    pub url: String,
+    pub sha256: String,
+    pub local: Option<PathBuf>,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+    pub notify: Vec<Notify>,
+}
+
+/// When a guarded command runs. The condition is a shell test evaluated with the facts.
+#[derive(Debug, Clone)]
+pub enum Guard {
+    /// Run when the path does not exist (e.g. generating a key once).
+    Creates(String),
+    /// Run when this shell condition fails.
+    Unless(String),
+    /// Run when this shell condition succeeds.
+    OnlyIf(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub description: String,
+    pub script: String,
+    pub guard: Guard,
+    pub notify: Vec<Notify>,
+}
+
+/// One element of a desired state.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    Package(Package),
+    File(File),
+    Directory(Directory),
+    Symlink(Symlink),
+    Removed(Removed),
+    Group(Group),
+    User(User),
+    Service(Service),
+    Download(Download),
+    Command(Command),
+}
