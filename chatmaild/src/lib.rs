@@ -1,0 +1,22 @@
+//! Rust implementation of chatmail's relay-side helper services.
+//!
+//! * [`config`]: `chatmail.ini` reader shared with the deploy tool.
+//! * [`dict`]: Dovecot dict-proxy protocol server (unix socket).
+//! * [`doveauth`]: passdb/userdb with create-on-first-login.
+//! * [`lastlogin`]: last-login tracking in the password file's mtime.
+
+pub mod cli;
+pub mod config;
+pub mod crypt;
+pub mod dict;
+pub mod doveauth;
+pub mod error;
+pub mod fsutil;
+pub mod lastlogin;
+pub mod logging;
+pub mod syslimits;
+pub mod user;
+
+pub use config::{Config, TlsMode};
+pub use error::{Error, Result};
+pub use user::{User, UserRecord};
