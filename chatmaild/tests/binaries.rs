@@ -1,0 +1,198 @@
+//! Run the service binaries as processes and talk to them over their unix sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Service {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Service {
+    fn start(bin: &str, dir: &Path, ini: &Path) -> Service {
+        let socket = dir.join(format!(
+            "{}.socket",
+            Path::new(bin).file_name().unwrap().to_string_lossy()
+        ));
+        let child = Command::new(bin)
+            .arg(&socket)
+            .arg(ini)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "{bin} did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Service { child, socket }
+    }
+
+    /// Send lines, read `replies` reply lines.
+    fn talk(&self, input: &str, replies: usize) -> Vec<String> {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(input.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        (0..replies)
+            .map(|_| {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                line
+            })
+            .collect()
+    }
+
+    /// SIGTERM, wait, return (exit code, stderr).
+    fn stop(mut self) -> (Option<i32>, String) {
+        terminate(self.child.id());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
+fn terminate(pid: u32) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn write_ini(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    let mbox = dir.join("mail");
+    let ini = dir.join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\npassdb_path = {}\n\
+             max_load_1m = 10000\nmin_available_memory = 0\nmin_free_disk_space = 0\n{extra}",
+            mbox.display(),
+            dir.join("passdb.sqlite").display()
+        ),
+    )
+    .unwrap();
+    (ini, mbox)
+}
+
+#[test]
+fn doveauth_creates_account_and_logs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, mbox) = write_ini(tmp.path(), "");
+    let svc = Service::start(env!("CARGO_BIN_EXE_doveauth"), tmp.path(), &ini);
+    let addr = "abcdefghi@chat.example.org";
+    let replies = svc.talk(
+        &format!(
+            "H3\t2\t0\t\tauth\nLshared/passdb/s3cr3t\\\"pw1\"{addr}\t{addr}\n\
+             Lshared/userdb/{addr}\t{addr}\nLshared/userdb/nobody123@chat.example.org\n\
+             Lshared/userdb/x@other.example\nI0\t0\tshared/userdb/\n"
+        ),
+        6,
+    );
+    assert!(
+        replies[0].starts_with("O{\"addr\": \"abcdefghi@chat.example.org\""),
+        "{replies:?}"
+    );
+    assert!(replies[0].contains("{SHA512-CRYPT}$6$"));
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[2], "N\n");
+    assert_eq!(replies[3], "N\n");
+    assert_eq!(replies[4], format!("Oshared/userdb/{addr}\t\n"));
+    assert_eq!(replies[5], "\n");
+    assert!(mbox.join(addr).join("enforceE2EEincoming").exists());
+    let (code, stderr) = svc.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == format!("Created address: {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn lastlogin_sets_mtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, mbox) = write_ini(tmp.path(), "");
+    let addr = "abcdefghi@chat.example.org";
+    std::fs::create_dir_all(mbox.join(addr)).unwrap();
+    std::fs::write(mbox.join(addr).join("password"), "{SHA512-CRYPT}x").unwrap();
+    let svc = Service::start(env!("CARGO_BIN_EXE_lastlogin"), tmp.path(), &ini);
+    let replies = svc.talk(
+        &format!("B7\t{addr}\nS7\tshared/last-login/{addr}\t1767312345\nC7\nB8\t{addr}\nS8\tother\t1\nC8\n"),
+        2,
+    );
+    assert_eq!(replies, ["O\n", "F\n"]);
+    let mtime = std::fs::metadata(mbox.join(addr).join("password"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(mtime, 1_767_312_000);
+    let (code, _) = svc.stop();
+    assert_eq!(code, Some(0));
+}
+
+fn run_to_end(bin: &str, args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_is_fatal_and_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, _) = write_ini(tmp.path(), "max_message_size = huge\n");
+    let socket = tmp.path().join("s");
+    for bin in [
+        env!("CARGO_BIN_EXE_doveauth"),
+        env!("CARGO_BIN_EXE_lastlogin"),
+    ] {
+        let (code, err) = run_to_end(bin, &[&socket, &ini]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("max_message_size"), "{err}");
+    }
+}
+
+#[test]
+fn usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, err) = run_to_end(env!("CARGO_BIN_EXE_doveauth"), &[tmp.path()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("usage"), "{err}");
+    let (code, err) = run_to_end(
+        env!("CARGO_BIN_EXE_lastlogin"),
+        &[&tmp.path().join("s"), &tmp.path().join("missing.ini")],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("missing.ini"), "{err}");
+}
+
+#[test]
+fn doveauth_refuses_unmigrated_sqlite_db() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, _) = write_ini(tmp.path(), "");
+    std::fs::write(tmp.path().join("passdb.sqlite"), "").unwrap();
+    let (code, err) = run_to_end(
+        env!("CARGO_BIN_EXE_doveauth"),
+        &[&tmp.path().join("s"), &ini],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("passdb.sqlite"), "{err}");
+}
