@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::{
-    Error, Group, OsRelease, Package, PathState, Remote, Unit, User, accounts, os, packages,
-    paths, shell, units,
+    Error, Group, OsRelease, Package, PathState, Remote, Unit, User, accounts, os, packages, paths,
+    shell, units,
 };
 
 /// What to ask the host. The OS, architecture and container facts are always gathered.
@@ -189,7 +189,9 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success());
-        let facts = q.parse("tok", &String::from_utf8_lossy(&out.stdout)).unwrap();
+        let facts = q
+            .parse("tok", &String::from_utf8_lossy(&out.stdout))
+            .unwrap();
         assert!(!facts.arch.is_empty());
         assert!(facts.users.contains_key("root"));
         assert!(facts.groups.contains_key("root"));

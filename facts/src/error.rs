@@ -15,6 +15,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn parse(fact: &'static str, detail: impl Into<String>) -> Self {
-        Error::Parse { fact, detail: detail.into() }
+        Error::Parse {
+            fact,
+            detail: detail.into(),
+        }
     }
 }

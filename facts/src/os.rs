@@ -103,7 +103,10 @@ HOME_URL="https://www.debian.org/"
             ("x86_64".into(), "amd64".into())
         );
         assert_eq!(parse_arch("aarch64\n"), ("aarch64".into(), "".into()));
-        assert_eq!(parse_container("systemd-nspawn\n"), Some("systemd-nspawn".into()));
+        assert_eq!(
+            parse_container("systemd-nspawn\n"),
+            Some("systemd-nspawn".into())
+        );
         assert_eq!(parse_container("none\n"), None);
     }
 }

@@ -62,7 +62,10 @@ pub(crate) fn parse(out: &str) -> Result<BTreeMap<String, PathState>, crate::Err
     for line in stats.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.splitn(6, '\t').collect();
         let [kind, owner, group, mode, target, path] = f[..] else {
-            return Err(crate::Error::parse("paths", format!("bad find line {line:?}")));
+            return Err(crate::Error::parse(
+                "paths",
+                format!("bad find line {line:?}"),
+            ));
         };
         let kind = match kind {
             "f" => PathKind::File,
@@ -114,7 +117,10 @@ d5cf84ebef709974f3aa409f32801b596e8603fb2758817eb9084099260d162d  /usr/local/bin
         assert_eq!(p["/etc/ssh"].sha256, None);
         let lt = &p["/etc/localtime"];
         assert_eq!(lt.kind, PathKind::Symlink);
-        assert_eq!(lt.link_target.as_deref(), Some("/usr/share/zoneinfo/Etc/UTC"));
+        assert_eq!(
+            lt.link_target.as_deref(),
+            Some("/usr/share/zoneinfo/Etc/UTC")
+        );
         let suid = &p["/usr/local/bin/with space"];
         assert_eq!(suid.mode, 0o4755);
         assert_eq!(suid.owner, "vmail");

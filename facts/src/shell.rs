@@ -3,8 +3,7 @@
 /// Quotes `s` so that the shell reads it back as one word, unchanged.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,%".contains(&b))
     {
         return s.to_string();

@@ -24,7 +24,10 @@ impl Unit {
     }
 
     pub fn is_active(&self) -> bool {
-        matches!(self.active_state.as_str(), "active" | "reloading" | "activating")
+        matches!(
+            self.active_state.as_str(),
+            "active" | "reloading" | "activating"
+        )
     }
 
     pub fn is_masked(&self) -> bool {
@@ -60,7 +63,11 @@ pub(crate) fn parse(names: &[&str], out: &str) -> Result<Vec<Unit>, crate::Error
     if blocks.len() != names.len() {
         return Err(crate::Error::parse(
             "units",
-            format!("asked for {} units, got {} blocks", names.len(), blocks.len()),
+            format!(
+                "asked for {} units, got {} blocks",
+                names.len(),
+                blocks.len()
+            ),
         ));
     }
     Ok(names

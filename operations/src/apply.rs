@@ -4,11 +4,15 @@ use facts::Remote;
 use facts::shell::quote;
 
 use crate::diff::{MAX_DIFF_BYTES, unified};
-use crate::restarts;
-use crate::{Change, Error, Plan, Reporter};
+use crate::restarts::{self, Pending};
+use crate::{Change, ChangeKind, Error, Plan, Reporter};
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
+    /// Stop after a package install that has more changes behind it: packages create files,
+    /// users and units the plan could not see, so the caller gathers facts again and plans
+    /// the rest.
+    pub stop_after_packages: bool,
     /// Test hook: after the last change, stop and wait forever before the handlers run, so
     /// that a test can kill the run at exactly that point.
     pub hold_before_handlers: bool,
@@ -16,8 +20,12 @@ pub struct ApplyOptions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
+    /// Changes and handlers carried out.
     pub changed: usize,
-    pub unchanged: usize,
+    /// Resources of the state those changes brought in line.
+    pub covered: usize,
+    /// False when apply stopped after packages and the rest must be planned again.
+    pub finished: bool,
 }
 
 /// Fetches the current content of the files the plan rewrites, in one remote command, and
@@ -80,25 +88,35 @@ pub async fn apply<R: Remote>(
     reporter: &dyn Reporter,
     options: &ApplyOptions,
 ) -> Result<Outcome, Error> {
-    if !plan.pending.is_empty() && plan.pending != plan.pending_on_host {
-        run(
-            remote,
-            &restarts::record_script(&plan.pending),
-            b"",
-            "recording pending restarts",
-        )
-        .await?;
+    let barrier = plan
+        .changes
+        .iter()
+        .position(|c| c.kind == ChangeKind::Packages)
+        .filter(|&i| options.stop_after_packages && i + 1 < plan.changes.len());
+    let (changes, pending) = match barrier {
+        Some(i) => {
+            let first = &plan.changes[..=i];
+            (first, Pending::from_changes(first, &plan.pending_on_host))
+        }
+        None => (&plan.changes[..], plan.pending.clone()),
+    };
+    if !pending.is_empty() && pending != plan.pending_on_host {
+        let script = restarts::record_script(&pending);
+        run(remote, &script, b"", "recording pending restarts").await?;
     }
-    let mut reload_due = false;
-    for change in &plan.changes {
+    // systemd must read changed unit files before it is asked to act on a unit: the planned
+    // daemon-reload runs right before the first such change, or with the handlers
+    let daemon_reload = plan.handlers.iter().find(|c| c.kind == ChangeKind::DaemonReload);
+    let mut reload_due = plan.pending_on_host.daemon_reload;
+    let mut reloads = 0;
+    for change in changes {
         if change.uses_systemd && reload_due {
-            run(
-                remote,
-                "systemctl daemon-reload",
-                b"",
-                "systemctl daemon-reload",
-            )
-            .await?;
+            if let Some(reload) = daemon_reload {
+                reporter.change_started(reload);
+                execute(remote, reload).await?;
+                reporter.change_finished(reload);
+                reloads += 1;
+            }
             reload_due = false;
         }
         reporter.change_started(change);
@@ -106,27 +124,33 @@ pub async fn apply<R: Remote>(
         reload_due |= change.changes_unit_file;
         reporter.change_finished(change);
     }
+    let covered = changes.iter().map(|c| c.covers).sum();
+    if barrier.is_some() {
+        return Ok(Outcome {
+            changed: changes.len(),
+            covered,
+            finished: false,
+        });
+    }
     if options.hold_before_handlers && !plan.handlers.is_empty() {
         reporter.note("holding before restarts (test hook)");
         std::future::pending::<()>().await;
     }
     for change in &plan.handlers {
+        if change.kind == ChangeKind::DaemonReload && !reload_due && reloads > 0 {
+            continue;
+        }
         reporter.change_started(change);
         execute(remote, change).await?;
         reporter.change_finished(change);
     }
     if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() {
-        run(
-            remote,
-            &restarts::clear_script(),
-            b"",
-            "clearing pending restarts",
-        )
-        .await?;
+        run(remote, &restarts::clear_script(), b"", "clearing pending restarts").await?;
     }
     Ok(Outcome {
-        changed: plan.change_count(),
-        unchanged: plan.unchanged,
+        changed: changes.len() + plan.handlers.len(),
+        covered,
+        finished: true,
     })
 }
 

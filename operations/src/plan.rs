@@ -51,6 +51,10 @@ pub struct Change {
     pub(crate) uses_systemd: bool,
     #[serde(skip)]
     pub(crate) changes_unit_file: bool,
+    /// How many resources of the state this change brings in line (one install covers many
+    /// packages; handlers cover none).
+    #[serde(skip)]
+    pub covers: usize,
 }
 
 impl Change {
@@ -66,6 +70,7 @@ impl Change {
             new_content: None,
             uses_systemd: false,
             changes_unit_file: false,
+            covers: 1,
         }
     }
 }
@@ -142,12 +147,13 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
                         script::apt_remove(list)
                     };
                     let desc = format!("packages: {verb} {}", list.join(" "));
-                    p.changes.push(Change::new(
-                        ChangeKind::Packages,
-                        &list.join(" "),
-                        desc,
-                        script,
-                    ));
+                    let mut c = Change::new(ChangeKind::Packages, &list.join(" "), desc, script);
+                    c.covers = state
+                        .resources
+                        .iter()
+                        .filter(|r| matches!(r, Resource::Package(q) if q.present == pkg.present && list.contains(&q.name)))
+                        .count();
+                    p.changes.push(c);
                 }
             }
             Resource::File(f) => p.file(f)?,
@@ -232,7 +238,7 @@ fn handlers(state: &State, changes: &[Change], on_host: &Pending) -> Pending {
 fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
     let why = |left_pending: bool| {
         if left_pending {
-            " (left pending by an interrupted run)"
+            " (recorded as pending on the host)"
         } else {
             ""
         }
@@ -246,6 +252,7 @@ fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
             "systemctl daemon-reload".into(),
         );
         c.uses_systemd = true;
+        c.covers = 0;
         out.push(c);
     }
     for n in pending.effective() {
@@ -269,6 +276,7 @@ fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
             script::systemctl(verb, n.unit()),
         );
         c.uses_systemd = true;
+        c.covers = 0;
         out.push(c);
     }
     out

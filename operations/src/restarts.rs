@@ -51,6 +51,16 @@ impl Pending {
         s
     }
 
+    /// What `changes` call for, on top of what is already recorded.
+    pub fn from_changes(changes: &[crate::Change], on_host: &Pending) -> Pending {
+        let mut p = on_host.clone();
+        for c in changes {
+            p.daemon_reload |= c.changes_unit_file;
+            p.notify.extend(c.notify.iter().cloned());
+        }
+        p
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.daemon_reload && self.notify.is_empty()
     }

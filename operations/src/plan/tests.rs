@@ -166,8 +166,8 @@ fn pending_restarts_from_an_interrupted_run_are_planned() {
     assert_eq!(
         h,
         vec![
-            "service app.service: restart (left pending by an interrupted run)",
-            "service nginx.service: reload (left pending by an interrupted run)"
+            "service app.service: restart (recorded as pending on the host)",
+            "service nginx.service: reload (recorded as pending on the host)"
         ]
     );
 }

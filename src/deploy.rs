@@ -1,0 +1,179 @@
+//! One deploy run, whatever the state: connect, gather facts, plan, print or apply.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use operations::{ApplyOptions, State};
+
+use crate::output::{Printer, Summary};
+
+/// Package installs and removals each end a round; more rounds than this mean a loop.
+const MAX_ROUNDS: usize = 4;
+use crate::transport::{Host, SshOptions, Target};
+
+/// How to reach the host.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Where to deploy: HOST, USER@HOST:PORT, a Host alias from ~/.ssh/config, or @local
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: String,
+    /// known_hosts file to check the host key against
+    #[arg(long, env = "CHATMAIL_KNOWN_HOSTS", value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record the host key if the host is not in known_hosts yet (a changed key is always refused)
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// ssh config file for Host aliases
+    #[arg(long, env = "CHATMAIL_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// What to do with the plan.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PlanArgs {
+    /// Show what would change, with diffs, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: exit with status 2 when changes are pending
+    #[arg(long, requires = "dry_run")]
+    pub check: bool,
+    /// Print the plan or result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl HostArgs {
+    pub fn target(&self) -> anyhow::Result<Target> {
+        let config = self.ssh_config.clone().or_else(|| home().map(|h| h.join(".ssh/config")));
+        Target::parse(&self.ssh_host, config.as_deref())
+    }
+
+    pub fn ssh_options(&self) -> anyhow::Result<SshOptions> {
+        let known_hosts = match &self.known_hosts {
+            Some(p) => p.clone(),
+            None => home()
+                .context("HOME is not set: pass --known-hosts")?
+                .join(".ssh/known_hosts"),
+        };
+        Ok(SshOptions {
+            known_hosts,
+            accept_new_host_key: self.accept_new_host_key,
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// Deploys `state`; returns the exit code (2 for `--dry-run --check` with pending changes).
+pub async fn deploy(host: &HostArgs, plan_args: &PlanArgs, state: &State) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let printer = Printer::new(plan_args.json);
+    let target = host.target()?;
+    printer.status(&format!("connecting to {}", target.describe()));
+    let remote = Host::connect(&target, &host.ssh_options()?).await?;
+    printer.status("gathering facts");
+    let facts = state
+        .query()
+        .gather(&remote)
+        .await
+        .with_context(|| format!("gathering facts on {}", target.describe()))?;
+    let mut plan = operations::plan(state, &facts)?;
+    let code = if plan_args.dry_run {
+        operations::fetch_old_contents(&remote, &mut plan).await?;
+        printer.plan(&plan);
+        printer.summary(&Summary {
+            host: target.describe(),
+            dry_run: true,
+            changes: plan.changes.iter().chain(&plan.handlers).collect(),
+            count: plan.change_count(),
+            unchanged: plan.unchanged,
+        });
+        if plan_args.check && !plan.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
+    } else {
+        let options = ApplyOptions {
+            stop_after_packages: true,
+            hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS").is_some(),
+        };
+        let mut applied = Vec::new();
+        let mut covered = 0;
+        // A package install may create what later resources manage: after it, plan again.
+        for round in 1.. {
+            let outcome = operations::apply(&remote, &plan, &printer, &options).await?;
+            applied.extend(plan.changes.iter().chain(&plan.handlers).take(outcome.changed).cloned());
+            covered += outcome.covered;
+            if outcome.finished || round == MAX_ROUNDS {
+                break;
+            }
+            printer.status("gathering facts after package changes");
+            let facts = state.query().gather(&remote).await?;
+            plan = operations::plan(state, &facts)?;
+        }
+        printer.summary(&Summary {
+            host: target.describe(),
+            dry_run: false,
+            changes: applied.iter().collect(),
+            count: applied.len(),
+            unchanged: state.resources.len().saturating_sub(covered),
+        });
+        ExitCode::SUCCESS
+    };
+    let commands = remote.exec_count();
+    remote.close().await;
+    printer.info(&format!(
+        "done in {:.3} s, {commands} remote command{}",
+        started.elapsed().as_secs_f64(),
+        if commands == 1 { "" } else { "s" }
+    ));
+    Ok(code)
+}
+
+/// Runs `main_inner` on a tokio runtime and turns an error into one line and exit status 1.
+pub fn run_main<F>(f: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause the message already holds.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
