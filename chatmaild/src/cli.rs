@@ -16,8 +16,8 @@ pub fn socket_and_ini(program: &str) -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// Run a dict service: log to stderr, load the config, build the handler, serve the socket
-/// until SIGTERM/SIGINT. Fatal errors are printed and give a non-zero exit code.
+/// Run a dict service: log to stderr, load the config, build the handler (within the tokio
+/// runtime), serve the socket until SIGTERM/SIGINT. Fatal errors are printed and give a non-zero exit code.
 pub fn run_dict_service<H, F>(program: &str, make_handler: F) -> ExitCode
 where
     H: DictHandler,
@@ -27,12 +27,13 @@ where
     let result = (|| {
         let (socket, ini) = socket_and_ini(program)?;
         let config = Config::load(&ini).map_err(|e| e.to_string())?;
-        let handler = Arc::new(make_handler(config)?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start runtime: {e}"))?;
         runtime.block_on(async {
+            // Inside the runtime so that handlers can spawn background tasks.
+            let handler = Arc::new(make_handler(config)?);
             let listener = dict::bind(&socket)
                 .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
             tokio::select! {

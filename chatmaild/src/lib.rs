@@ -4,6 +4,7 @@
 //! * [`dict`]: Dovecot dict-proxy protocol server (unix socket).
 //! * [`doveauth`]: passdb/userdb with create-on-first-login.
 //! * [`lastlogin`]: last-login tracking in the password file's mtime.
+//! * [`metadata`]: IMAP METADATA backend and push notifications.
 
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod fsutil;
 pub mod lastlogin;
 pub mod logging;
+pub mod metadata;
 pub mod syslimits;
 pub mod user;
 

@@ -196,3 +196,49 @@ fn doveauth_refuses_unmigrated_sqlite_db() {
     assert_eq!(code, Some(1));
     assert!(err.contains("passdb.sqlite"), "{err}");
 }
+
+#[test]
+fn metadata_requires_mailboxes_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, _) = write_ini(tmp.path(), "");
+    let (code, err) = run_to_end(
+        env!("CARGO_BIN_EXE_chatmail-metadata"),
+        &[&tmp.path().join("s"), &ini],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("vmail dir does not exist"), "{err}");
+}
+
+#[test]
+fn metadata_serves_tokens_and_attributes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, mbox) = write_ini(tmp.path(), "");
+    let addr = "abcdefghi@chat.example.org";
+    std::fs::create_dir_all(mbox.join(addr)).unwrap();
+    // A stale temp file from a crash is cleaned up at start.
+    std::fs::create_dir_all(mbox.join("pending_notifications")).unwrap();
+    std::fs::write(mbox.join("pending_notifications").join("x.tmp"), "junk").unwrap();
+    std::fs::write(tmp.path().join("appversions.json"), "{\"clients\": []}").unwrap();
+    let svc = Service::start(env!("CARGO_BIN_EXE_chatmail-metadata"), tmp.path(), &ini);
+    let server = "shared/g/vendor/vendor.dovecot/pvt/server/vendor/deltachat";
+    let replies = svc.talk(
+        &format!(
+            "B1\t{addr}\nS1\tpriv/g/devicetoken\ttok-AAA\nC1\nLpriv/g/devicetoken\t{addr}\n\
+             L{server}/maxsmtprecipients\t{addr}\nL{server}/irohrelay\t{addr}\nL{server}/appversions\t{addr}\n"
+        ),
+        5,
+    );
+    assert_eq!(
+        replies,
+        [
+            "O\n",
+            "Otok-AAA\n",
+            "O1000\n",
+            "Ohttps://chat.example.org\n",
+            "O{\"clients\":[]}\n"
+        ]
+    );
+    assert!(!mbox.join("pending_notifications").join("x.tmp").exists());
+    let (code, stderr) = svc.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
