@@ -47,7 +47,10 @@ pub struct PlanArgs {
 
 impl HostArgs {
     pub fn target(&self) -> anyhow::Result<Target> {
-        let config = self.ssh_config.clone().or_else(|| home().map(|h| h.join(".ssh/config")));
+        let config = self
+            .ssh_config
+            .clone()
+            .or_else(|| home().map(|h| h.join(".ssh/config")));
         Target::parse(&self.ssh_host, config.as_deref())
     }
 
@@ -71,7 +74,11 @@ fn home() -> Option<PathBuf> {
 }
 
 /// Deploys `state`; returns the exit code (2 for `--dry-run --check` with pending changes).
-pub async fn deploy(host: &HostArgs, plan_args: &PlanArgs, state: &State) -> anyhow::Result<ExitCode> {
+pub async fn deploy(
+    host: &HostArgs,
+    plan_args: &PlanArgs,
+    state: &State,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let printer = Printer::new(plan_args.json);
     let target = host.target()?;
@@ -102,14 +109,21 @@ pub async fn deploy(host: &HostArgs, plan_args: &PlanArgs, state: &State) -> any
     } else {
         let options = ApplyOptions {
             stop_after_packages: true,
-            hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS").is_some(),
+            hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS")
+                .is_some(),
         };
         let mut applied = Vec::new();
         let mut covered = 0;
         // A package install may create what later resources manage: after it, plan again.
         for round in 1.. {
             let outcome = operations::apply(&remote, &plan, &printer, &options).await?;
-            applied.extend(plan.changes.iter().chain(&plan.handlers).take(outcome.changed).cloned());
+            applied.extend(
+                plan.changes
+                    .iter()
+                    .chain(&plan.handlers)
+                    .take(outcome.changed)
+                    .cloned(),
+            );
             covered += outcome.covered;
             if outcome.finished || round == MAX_ROUNDS {
                 break;

@@ -118,7 +118,13 @@ impl Printer {
     /// a dry run and the applied ones otherwise.
     pub fn summary(&self, summary: &Summary<'_>) {
         self.clear_status();
-        let Summary { host, dry_run, changes, count, unchanged } = summary;
+        let Summary {
+            host,
+            dry_run,
+            changes,
+            count,
+            unchanged,
+        } = summary;
         if self.json {
             let doc = json!({
                 "host": host,
@@ -128,7 +134,10 @@ impl Printer {
                 "to_change": if *dry_run { *count } else { 0 },
                 "unchanged": unchanged,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("plan serializes")
+            );
             return;
         }
         if *dry_run {
@@ -155,7 +164,11 @@ impl Reporter for Printer {
 
     fn change_finished(&self, change: &Change) {
         if !self.json {
-            self.line(&format!("{} {}", self.paint(GREEN, "changed:"), change.description));
+            self.line(&format!(
+                "{} {}",
+                self.paint(GREEN, "changed:"),
+                change.description
+            ));
         }
     }
 

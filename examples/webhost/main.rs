@@ -39,14 +39,19 @@ struct Args {
     /// Fetch the logo on the host from this URL instead of uploading it (needs curl there)
     #[arg(long, value_name = "URL", conflicts_with = "logo_file")]
     logo_url: Option<String>,
+    /// Also manage this many small files under /srv/webhost/extra (for benchmarks)
+    #[arg(long, default_value_t = 0)]
+    extra_files: usize,
 }
 
 fn state(args: &Args) -> anyhow::Result<State> {
     let mut t = Templates::new();
     match &args.page_template {
-        Some(path) => t.add("index.html", &std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read {}: {e}", path.display())
-        })?)?,
+        Some(path) => t.add(
+            "index.html",
+            &std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+        )?,
         None => t.add("index.html", include_str!("index.html.j2"))?,
     }
     t.add("site.conf", include_str!("site.conf.j2"))?;
@@ -66,14 +71,19 @@ fn state(args: &Args) -> anyhow::Result<State> {
     if args.logo_url.is_some() {
         s.package("curl");
     }
-    s.add(Group { name: USER.into(), system: true });
+    s.add(Group {
+        name: USER.into(),
+        system: true,
+    });
     s.add(User {
         home: Some(ROOT.into()),
         shell: Some("/usr/sbin/nologin".into()),
         ..User::system(USER)
     });
     s.directory(Directory::new(ROOT).owner(USER, USER).mode(0o755));
-    s.file(File::new(format!("{ROOT}/index.html"), t.render("index.html", &vars)?).owner(USER, USER));
+    s.file(
+        File::new(format!("{ROOT}/index.html"), t.render("index.html", &vars)?).owner(USER, USER),
+    );
     let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/webhost/logo.svg");
     s.add(Download {
         path: format!("{ROOT}/logo.svg"),
@@ -88,7 +98,13 @@ fn state(args: &Args) -> anyhow::Result<State> {
         mode: 0o644,
         notify: vec![],
     });
-    s.file(File::new("/etc/nginx/sites-available/webhost", t.render("site.conf", &vars)?).reloads(NGINX));
+    s.file(
+        File::new(
+            "/etc/nginx/sites-available/webhost",
+            t.render("site.conf", &vars)?,
+        )
+        .reloads(NGINX),
+    );
     s.add(operations::Symlink {
         path: "/etc/nginx/sites-enabled/webhost".into(),
         target: "/etc/nginx/sites-available/webhost".into(),
@@ -100,12 +116,30 @@ fn state(args: &Args) -> anyhow::Result<State> {
     });
     s.service(Service::running(NGINX));
     s.file(
-        File::new("/usr/local/bin/webhost-heartbeat", t.render("heartbeat.sh", &vars)?)
-            .mode(0o755)
-            .restarts(HEARTBEAT),
+        File::new(
+            "/usr/local/bin/webhost-heartbeat",
+            t.render("heartbeat.sh", &vars)?,
+        )
+        .mode(0o755)
+        .restarts(HEARTBEAT),
     );
-    s.file(File::new(format!("/etc/systemd/system/{HEARTBEAT}"), t.render("heartbeat.service", &vars)?).restarts(HEARTBEAT));
+    s.file(
+        File::new(
+            format!("/etc/systemd/system/{HEARTBEAT}"),
+            t.render("heartbeat.service", &vars)?,
+        )
+        .restarts(HEARTBEAT),
+    );
     s.service(Service::running(HEARTBEAT));
+    if args.extra_files > 0 {
+        s.directory(Directory::new(format!("{ROOT}/extra")));
+        for i in 0..args.extra_files {
+            s.file(File::new(
+                format!("{ROOT}/extra/file-{i:04}.txt"),
+                format!("extra file {i}\n"),
+            ));
+        }
+    }
     Ok(s)
 }
 

@@ -106,7 +106,10 @@ pub async fn apply<R: Remote>(
     }
     // systemd must read changed unit files before it is asked to act on a unit: the planned
     // daemon-reload runs right before the first such change, or with the handlers
-    let daemon_reload = plan.handlers.iter().find(|c| c.kind == ChangeKind::DaemonReload);
+    let daemon_reload = plan
+        .handlers
+        .iter()
+        .find(|c| c.kind == ChangeKind::DaemonReload);
     let mut reload_due = plan.pending_on_host.daemon_reload;
     let mut reloads = 0;
     for change in changes {
@@ -145,7 +148,13 @@ pub async fn apply<R: Remote>(
         reporter.change_finished(change);
     }
     if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() {
-        run(remote, &restarts::clear_script(), b"", "clearing pending restarts").await?;
+        run(
+            remote,
+            &restarts::clear_script(),
+            b"",
+            "clearing pending restarts",
+        )
+        .await?;
     }
     Ok(Outcome {
         changed: changes.len() + plan.handlers.len(),

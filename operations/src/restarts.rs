@@ -100,8 +100,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let mut p = Pending::default();
-        p.daemon_reload = true;
+        let mut p = Pending {
+            daemon_reload: true,
+            ..Pending::default()
+        };
         p.notify.insert(Notify::Restart("a.service".into()));
         p.notify.insert(Notify::Reload("nginx.service".into()));
         assert_eq!(Pending::parse(&p.render()), p);

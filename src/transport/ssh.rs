@@ -53,9 +53,14 @@ struct HostKeyCheck {
 impl client::Handler for HostKeyCheck {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.verdict.lock().unwrap() = Some(Verdict::Failed("the host presented a certificate; only plain host keys are supported".into()));
+            *self.verdict.lock().unwrap() = Some(Verdict::Failed(
+                "the host presented a certificate; only plain host keys are supported".into(),
+            ));
             return Ok(false);
         };
         let path = &self.options.known_hosts;
@@ -64,7 +69,10 @@ impl client::Handler for HostKeyCheck {
             Ok(false) if self.options.accept_new_host_key => {
                 match known_hosts::learn_known_hosts_path(&self.host, self.port, key, path) {
                     Ok(()) => Verdict::Learned,
-                    Err(e) => Verdict::Failed(format!("cannot record the host key in {}: {e}", path.display())),
+                    Err(e) => Verdict::Failed(format!(
+                        "cannot record the host key in {}: {e}",
+                        path.display()
+                    )),
                 }
             }
             Ok(false) => Verdict::Unknown(key.fingerprint(Default::default()).to_string()),
@@ -80,8 +88,17 @@ impl client::Handler for HostKeyCheck {
 }
 
 impl Ssh {
-    pub async fn connect(user: &str, host: &str, port: u16, options: &SshOptions) -> anyhow::Result<Ssh> {
-        let who = if port == 22 { format!("{user}@{host}") } else { format!("{user}@{host}:{port}") };
+    pub async fn connect(
+        user: &str,
+        host: &str,
+        port: u16,
+        options: &SshOptions,
+    ) -> anyhow::Result<Ssh> {
+        let who = if port == 22 {
+            format!("{user}@{host}")
+        } else {
+            format!("{user}@{host}:{port}")
+        };
         let verdict = Arc::new(Mutex::new(None));
         let handler = HostKeyCheck {
             host: host.to_string(),
@@ -98,7 +115,10 @@ impl Ssh {
         });
         let connecting = client::connect(config, (host, port), handler);
         let handle = match tokio::time::timeout(options.connect_timeout, connecting).await {
-            Err(_) => bail!("cannot connect to {who}: no answer within {} s", options.connect_timeout.as_secs()),
+            Err(_) => bail!(
+                "cannot connect to {who}: no answer within {} s",
+                options.connect_timeout.as_secs()
+            ),
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 let v = verdict.lock().unwrap().clone();
@@ -126,7 +146,9 @@ impl Ssh {
 
     async fn login(&mut self, user: &str, who: &str) -> anyhow::Result<()> {
         if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-            bail!("cannot log in to {who}: no ssh-agent (SSH_AUTH_SOCK is not set); start one and add your key with ssh-add");
+            bail!(
+                "cannot log in to {who}: no ssh-agent (SSH_AUTH_SOCK is not set); start one and add your key with ssh-add"
+            );
         }
         let mut agent = AgentClient::connect_env()
             .await
@@ -139,7 +161,9 @@ impl Ssh {
             bail!("cannot log in to {who}: the ssh-agent holds no keys (add one with ssh-add)");
         }
         for identity in &identities {
-            let AgentIdentity::PublicKey { key, .. } = identity else { continue };
+            let AgentIdentity::PublicKey { key, .. } = identity else {
+                continue;
+            };
             let hash = if key.algorithm().is_rsa() {
                 self.handle.best_supported_rsa_hash().await?.flatten()
             } else {
@@ -164,7 +188,11 @@ impl Ssh {
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
-        let _slot = self.slots.acquire().await.map_err(|e| RemoteError(e.to_string()))?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RemoteError(e.to_string()))?;
         self.count.bump();
         let mut channel = self.open_channel().await?;
         let lost = |e: russh::Error| RemoteError(format!("ssh connection lost: {}", describe(&e)));
@@ -189,7 +217,9 @@ impl Ssh {
             }
         }
         if !closed_cleanly {
-            return Err(RemoteError("ssh connection lost while a command ran".into()));
+            return Err(RemoteError(
+                "ssh connection lost while a command ran".into(),
+            ));
         }
         Ok(out)
     }
@@ -203,14 +233,24 @@ impl Ssh {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(e) => return Err(RemoteError(format!("ssh connection lost: {}", describe(&e)))),
+                Err(e) => {
+                    return Err(RemoteError(format!(
+                        "ssh connection lost: {}",
+                        describe(&e)
+                    )));
+                }
             }
         }
-        Err(RemoteError("the server refuses to open more ssh sessions".into()))
+        Err(RemoteError(
+            "the server refuses to open more ssh sessions".into(),
+        ))
     }
 
     pub async fn close(self) {
-        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
@@ -226,7 +266,12 @@ fn preferred_for(host: &str, port: u16, options: &SshOptions) -> russh::Preferre
     if known.is_empty() {
         return preferred;
     }
-    let mut keys: Vec<_> = preferred.key.iter().filter(|a| known.contains(a)).cloned().collect();
+    let mut keys: Vec<_> = preferred
+        .key
+        .iter()
+        .filter(|a| known.contains(a))
+        .cloned()
+        .collect();
     if known.iter().any(|a| a.clone().is_rsa()) {
         for a in preferred.key.iter().filter(|a| (*a).clone().is_rsa()) {
             if !keys.contains(a) {
@@ -234,7 +279,12 @@ fn preferred_for(host: &str, port: u16, options: &SshOptions) -> russh::Preferre
             }
         }
     }
-    let rest: Vec<_> = preferred.key.iter().filter(|a| !keys.contains(a)).cloned().collect();
+    let rest: Vec<_> = preferred
+        .key
+        .iter()
+        .filter(|a| !keys.contains(a))
+        .cloned()
+        .collect();
     keys.extend(rest);
     preferred.key = keys.into();
     preferred

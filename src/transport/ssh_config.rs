@@ -47,7 +47,13 @@ impl SshConfig {
             }
             let (key, value) = line
                 .split_once(|c: char| c.is_whitespace() || c == '=')
-                .map(|(k, v)| (k, v.trim_start_matches(|c: char| c.is_whitespace() || c == '=').trim()))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+                            .trim(),
+                    )
+                })
                 .unwrap_or((line, ""));
             let value = value.trim_matches('"').to_string();
             let block = blocks.last_mut().expect("there is always a block");
@@ -98,7 +104,11 @@ impl Block {
             .iter()
             .filter_map(|p| p.strip_prefix('!'))
             .any(|p| glob(p, host));
-        !negated && self.patterns.iter().any(|p| !p.starts_with('!') && glob(p, host))
+        !negated
+            && self
+                .patterns
+                .iter()
+                .any(|p| !p.starts_with('!') && glob(p, host))
     }
 }
 
@@ -151,7 +161,9 @@ mod tests {
 
     #[test]
     fn bad_port_is_an_error_with_the_line() {
-        let err = SshConfig::parse("Host x\n Port abc\n").unwrap_err().to_string();
+        let err = SshConfig::parse("Host x\n Port abc\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 }

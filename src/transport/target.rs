@@ -10,7 +10,11 @@ use super::ssh_config::SshConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Local,
-    Ssh { user: String, host: String, port: u16 },
+    Ssh {
+        user: String,
+        host: String,
+        port: u16,
+    },
 }
 
 impl Target {
@@ -23,7 +27,8 @@ impl Target {
             Some((u, r)) => (Some(u.to_string()), r),
             None => (None, spec),
         };
-        let (host, port) = split_port(rest).with_context(|| format!("invalid --ssh-host {spec:?}"))?;
+        let (host, port) =
+            split_port(rest).with_context(|| format!("invalid --ssh-host {spec:?}"))?;
         if host.is_empty() || user.as_deref() == Some("") {
             bail!("invalid --ssh-host {spec:?}: expected host, user@host or user@host:port");
         }
@@ -42,7 +47,11 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::Local => "the local machine".into(),
-            Target::Ssh { user, host, port: 22 } => format!("{user}@{host}"),
+            Target::Ssh {
+                user,
+                host,
+                port: 22,
+            } => format!("{user}@{host}"),
             Target::Ssh { user, host, port } => format!("{user}@{host}:{port}"),
         }
     }
@@ -59,7 +68,9 @@ fn split_port(s: &str) -> anyhow::Result<(String, Option<u16>)> {
         return Ok((addr.to_string(), port));
     }
     match s.split_once(':') {
-        Some((h, p)) if !p.contains(':') => Ok((h.to_string(), Some(p.parse().context("bad port")?))),
+        Some((h, p)) if !p.contains(':') => {
+            Ok((h.to_string(), Some(p.parse().context("bad port")?)))
+        }
         Some(_) => Ok((s.to_string(), None)), // a bare IPv6 address
         None => Ok((s.to_string(), None)),
     }
@@ -80,10 +91,22 @@ mod tests {
     #[test]
     fn parses_the_forms() {
         assert_eq!(Target::parse("@local", None).unwrap(), Target::Local);
-        assert_eq!(Target::parse("relay.example", None).unwrap(), ssh("root", "relay.example", 22));
-        assert_eq!(Target::parse("admin@10.0.0.1:2222", None).unwrap(), ssh("admin", "10.0.0.1", 2222));
-        assert_eq!(Target::parse("[fd77::10]:22", None).unwrap(), ssh("root", "fd77::10", 22));
-        assert_eq!(Target::parse("fd77::10", None).unwrap(), ssh("root", "fd77::10", 22));
+        assert_eq!(
+            Target::parse("relay.example", None).unwrap(),
+            ssh("root", "relay.example", 22)
+        );
+        assert_eq!(
+            Target::parse("admin@10.0.0.1:2222", None).unwrap(),
+            ssh("admin", "10.0.0.1", 2222)
+        );
+        assert_eq!(
+            Target::parse("[fd77::10]:22", None).unwrap(),
+            ssh("root", "fd77::10", 22)
+        );
+        assert_eq!(
+            Target::parse("fd77::10", None).unwrap(),
+            ssh("root", "fd77::10", 22)
+        );
     }
 
     #[test]
@@ -103,9 +126,18 @@ mod tests {
             "Host relay\n  HostName 10.77.0.10\n  Port 2200\n  User deploy\n\nHost *\n  User fallback\n",
         )
         .unwrap();
-        assert_eq!(Target::parse("relay", Some(&cfg)).unwrap(), ssh("deploy", "10.77.0.10", 2200));
-        assert_eq!(Target::parse("root@relay:22", Some(&cfg)).unwrap(), ssh("root", "10.77.0.10", 22));
-        assert_eq!(Target::parse("other", Some(&cfg)).unwrap(), ssh("fallback", "other", 22));
+        assert_eq!(
+            Target::parse("relay", Some(&cfg)).unwrap(),
+            ssh("deploy", "10.77.0.10", 2200)
+        );
+        assert_eq!(
+            Target::parse("root@relay:22", Some(&cfg)).unwrap(),
+            ssh("root", "10.77.0.10", 22)
+        );
+        assert_eq!(
+            Target::parse("other", Some(&cfg)).unwrap(),
+            ssh("fallback", "other", 22)
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

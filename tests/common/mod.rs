@@ -1,0 +1,205 @@
+//! Test hosts for integration tests: real Debian 12 machines (systemd-nspawn, see
+//! tests/testhost/README.md), reached over SSH exactly like a real server.
+//!
+//! Host tests run only when CHATMAIL_TESTHOSTS=1 (they need root); otherwise they print why
+//! they were skipped and pass.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn enabled(test: &str) -> bool {
+    let on = std::env::var("CHATMAIL_TESTHOSTS").as_deref() == Ok("1");
+    if !on {
+        eprintln!(
+            "skipping {test}: set CHATMAIL_TESTHOSTS=1 (as root) to run tests against test hosts"
+        );
+    }
+    on
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost")
+}
+
+/// The exports of `ssh-env`: the agent with the test key, the known_hosts file, the DNS.
+pub fn ssh_env() -> &'static BTreeMap<String, String> {
+    static ENV: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(scripts().join("ssh-env"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run ssh-env");
+        assert!(out.status.success(), "ssh-env failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+pub fn known_hosts() -> String {
+    ssh_env()["TESTHOST_KNOWN_HOSTS"].clone()
+}
+
+/// A booted test host, taken down when dropped.
+pub struct TestHost {
+    pub name: String,
+    pub addr: String,
+}
+
+impl TestHost {
+    pub fn up(name: &str) -> TestHost {
+        ssh_env();
+        let out = Command::new("bash")
+            .arg(scripts().join("up"))
+            .arg(name)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run up");
+        assert!(out.status.success(), "up {name} failed");
+        let addr = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        TestHost {
+            name: name.to_string(),
+            addr,
+        }
+    }
+
+    /// Runs a shell command on the host as root; panics if it fails.
+    pub fn sh(&self, command: &str) -> String {
+        let out = self.try_sh(command);
+        assert!(
+            out.status.success(),
+            "on {}: {command}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn try_sh(&self, command: &str) -> Output {
+        Command::new("ssh")
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts()))
+            .arg(format!("root@{}", self.addr))
+            .arg(command)
+            .envs(ssh_env())
+            .output()
+            .expect("run ssh")
+    }
+
+    /// A fingerprint of everything a deploy could touch: packages, files under the managed
+    /// trees (path, size, mode, owner, mtime), accounts and unit states. Left out: what
+    /// changes on its own (ssh login sessions, the example's heartbeat file).
+    pub fn fingerprint(&self) -> String {
+        self.sh(
+            "{ dpkg -l; getent passwd; getent group; \
+               find /etc /srv /usr/local /var/lib/chatmail-deploy -xdev -not -name 'heartbeat.txt*' \
+                 -printf '%p %s %m %u %T@\\n' 2>/dev/null | sort; \
+               systemctl list-units --all --no-legend --plain | grep -v '^session-' | sort; } | sha256sum",
+        )
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if std::env::var_os("TESTHOST_KEEP").is_some() {
+            return;
+        }
+        let _ = Command::new("bash")
+            .arg(scripts().join("down"))
+            .arg(&self.name)
+            .env("TESTHOST_KEEP_INFRA", "1")
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The built example binary (cargo test builds examples).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run cargo test (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// The result of running the deploy tool.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn last_line(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+
+    /// The error line: stderr must hold exactly one line, starting with "error: ".
+    pub fn one_error_line(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, got:\n{}",
+            self.stderr
+        );
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        assert_eq!(self.code, 1, "exit status for an error");
+        lines[0]
+    }
+}
+
+pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(program)
+        .args(args)
+        .envs(ssh_env())
+        .envs(env.iter().copied())
+        .env_remove("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS")
+        .output()
+        .expect("run deploy");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ {} {}\n{}{}",
+        program.display(),
+        args.join(" "),
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+/// GET http://addr:port/path with a plain socket; returns the body.
+pub fn http_get(addr: &str, port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((addr, port)).expect("connect http");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,400 @@
+//! The engine on real Debian 12 test hosts, through the webhost example.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{TestHost, enabled, example, http_get, known_hosts, run, ssh_env};
+
+fn deploy(host: &TestHost, extra: &[&str]) -> common::Run {
+    let kh = known_hosts();
+    let mut args = vec![
+        "--ssh-host",
+        host.addr.as_str(),
+        "--known-hosts",
+        kh.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    run(&example("webhost"), &args, &[])
+}
+
+/// Main PIDs of the example's services: a restart changes them.
+fn main_pids(host: &TestHost) -> String {
+    host.sh("systemctl show -p MainPID nginx.service webhost-heartbeat.service")
+}
+
+#[test]
+fn example_converges_and_a_second_run_changes_nothing() {
+    if !enabled("example_converges") {
+        return;
+    }
+    let host = TestHost::up("eng-converge");
+    let first = deploy(&host, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.last_line().starts_with("summary: "),
+        "{}",
+        first.last_line()
+    );
+    assert!(first.stdout.contains("changed: packages: install nginx"));
+    assert!(http_get(&host.addr, 80, "/").contains("Deployed by chatmail-deploy."));
+    assert!(http_get(&host.addr, 80, "/logo.svg").starts_with("<svg"));
+    assert_eq!(
+        host.sh("systemctl is-active webhost-heartbeat.service")
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        host.sh("stat -c '%U %a' /srv/webhost").trim(),
+        "webhost 755"
+    );
+
+    let pids = main_pids(&host);
+    let second = deploy(&host, &[]);
+    assert_eq!(second.code, 0);
+    assert_eq!(second.last_line(), "summary: 0 changed, 13 unchanged");
+    assert!(
+        !second.stdout.contains("changed:"),
+        "nothing is changed or restarted"
+    );
+    assert!(
+        second.stderr.contains("1 remote command"),
+        "facts in one round trip: {}",
+        second.stderr
+    );
+    assert_eq!(main_pids(&host), pids, "no service was restarted");
+    assert!(
+        !host
+            .try_sh("test -e /var/lib/chatmail-deploy/pending-restarts")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn drift_is_shown_exactly_by_the_dry_run_and_repaired_by_run() {
+    if !enabled("drift") {
+        return;
+    }
+    let host = TestHost::up("eng-drift");
+    assert_eq!(deploy(&host, &[]).code, 0);
+    host.sh("echo '# hand edit' >> /etc/nginx/sites-available/webhost && systemctl stop webhost-heartbeat.service");
+
+    let before = host.fingerprint();
+    let dry = deploy(&host, &["--dry-run"]);
+    assert_eq!(dry.code, 0);
+    assert!(
+        dry.stdout
+            .contains("~ file /etc/nginx/sites-available/webhost: update content\n"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains(
+        "    --- a/etc/nginx/sites-available/webhost\n    +++ b/etc/nginx/sites-available/webhost\n"
+    ));
+    assert!(
+        dry.stdout.contains("\n    -# hand edit\n"),
+        "the diff removes the edit"
+    );
+    assert!(
+        dry.stdout
+            .contains("~ service webhost-heartbeat.service: start (was enabled, inactive)\n")
+    );
+    assert!(dry.stdout.contains("~ service nginx.service: reload\n"));
+    assert_eq!(dry.last_line(), "summary: 3 to change, 11 unchanged");
+    assert_eq!(host.fingerprint(), before, "the dry run changed the host");
+
+    let check = deploy(&host, &["--dry-run", "--check"]);
+    assert_eq!(check.code, 2, "--check exits 2 with pending changes");
+    let json = deploy(&host, &["--dry-run", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON plan");
+    assert_eq!(doc["to_change"], 3);
+    assert_eq!(doc["changes"][0]["kind"], "file");
+    assert!(
+        doc["changes"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("-# hand edit")
+    );
+    assert_eq!(host.fingerprint(), before);
+
+    let fix = deploy(&host, &[]);
+    assert_eq!(fix.last_line(), "summary: 3 changed, 11 unchanged");
+    assert!(
+        !host
+            .sh("cat /etc/nginx/sites-available/webhost")
+            .contains("hand edit")
+    );
+    assert_eq!(
+        host.sh("systemctl is-active webhost-heartbeat.service")
+            .trim(),
+        "active"
+    );
+    assert_eq!(deploy(&host, &["--dry-run", "--check"]).code, 0);
+}
+
+#[test]
+fn a_run_killed_before_its_restarts_leaves_them_for_the_next_run() {
+    if !enabled("interruption") {
+        return;
+    }
+    let host = TestHost::up("eng-interrupt");
+    assert_eq!(deploy(&host, &[]).code, 0);
+    let heartbeat_pid = host.sh("systemctl show -p MainPID --value webhost-heartbeat.service");
+
+    // new port (nginx reload) and new interval (heartbeat restart); stop before the handlers
+    let kh = known_hosts();
+    let mut child = Command::new(example("webhost"))
+        .args([
+            "--ssh-host",
+            &host.addr,
+            "--known-hosts",
+            &kh,
+            "--port",
+            "8080",
+        ])
+        .envs(ssh_env())
+        .env("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("run ended before holding").unwrap();
+        if line.starts_with("note: holding before restarts") {
+            break;
+        }
+        seen.push(line);
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("file /etc/nginx/sites-available/webhost: update content"))
+    );
+    assert_eq!(
+        host.sh("cat /var/lib/chatmail-deploy/pending-restarts"),
+        "reload nginx.service\n"
+    );
+    assert!(
+        host.sh("cat /etc/nginx/sites-available/webhost")
+            .contains("listen 8080")
+    );
+    assert!(
+        std::net::TcpStream::connect((host.addr.as_str(), 8080)).is_err(),
+        "nginx not reloaded yet"
+    );
+
+    let next = deploy(&host, &["--port", "8080"]);
+    assert!(
+        next.stdout
+            .contains("changed: service nginx.service: reload (recorded as pending on the host)"),
+        "{}",
+        next.stdout
+    );
+    assert_eq!(next.last_line(), "summary: 1 changed, 13 unchanged");
+    assert!(http_get(&host.addr, 8080, "/").contains("Deployed by chatmail-deploy."));
+    assert!(
+        !host
+            .try_sh("test -e /var/lib/chatmail-deploy/pending-restarts")
+            .status
+            .success()
+    );
+    assert_eq!(
+        host.sh("systemctl show -p MainPID --value webhost-heartbeat.service"),
+        heartbeat_pid,
+        "only the notified service is touched"
+    );
+    assert_eq!(
+        deploy(&host, &["--port", "8080"]).last_line(),
+        "summary: 0 changed, 13 unchanged"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_error_line_and_changes_nothing() {
+    if !enabled("bad_input") {
+        return;
+    }
+    let host = TestHost::up("eng-bad");
+    let webhost = example("webhost");
+    let kh = known_hosts();
+    let tmp = std::env::temp_dir().join(format!("eng-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let before = host.fingerprint();
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            "--ssh-host".to_string(),
+            host.addr.clone(),
+            "--known-hosts".into(),
+            kh.clone(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let go = |args: Vec<String>, env: &[(&str, &str)]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&webhost, &a, env)
+    };
+
+    // unreachable host
+    let r = run(
+        &webhost,
+        &["--ssh-host", "127.0.0.1:1", "--known-hosts", &kh],
+        &[],
+    );
+    assert!(
+        r.one_error_line()
+            .contains("cannot connect to root@127.0.0.1:1"),
+        "{}",
+        r.stderr
+    );
+
+    // no agent
+    let out = Command::new(&webhost)
+        .args(base(&[]))
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let r = common::Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert!(r.one_error_line().contains("no ssh-agent"), "{}", r.stderr);
+
+    // an agent holding only a key the host does not accept
+    let key = tmp.join("other_key");
+    let sock = tmp.join("agent.sock");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = go(base(&[]), &[("SSH_AUTH_SOCK", sock.to_str().unwrap())]);
+    assert!(
+        r.one_error_line()
+            .contains("permission denied for all 1 key(s)"),
+        "{}",
+        r.stderr
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    // changed host key
+    let fake_kh = tmp.join("known_hosts_changed");
+    let other_pub = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(&fake_kh, format!("{} {}\n", host.addr, other_pub.join(" "))).unwrap();
+    let r = go(
+        vec![
+            "--ssh-host".into(),
+            host.addr.clone(),
+            "--known-hosts".into(),
+            fake_kh.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(r.one_error_line().contains("has CHANGED"), "{}", r.stderr);
+    // ... and --accept-new-host-key does not override a changed key
+    let mut args = vec![
+        "--ssh-host".into(),
+        host.addr.clone(),
+        "--known-hosts".into(),
+        fake_kh.display().to_string(),
+    ];
+    args.push("--accept-new-host-key".into());
+    assert!(go(args, &[]).one_error_line().contains("has CHANGED"));
+
+    // unknown host key: refused, then accepted and recorded on request
+    let empty_kh = tmp.join("known_hosts_empty");
+    let args = vec![
+        "--ssh-host".into(),
+        host.addr.clone(),
+        "--known-hosts".into(),
+        empty_kh.display().to_string(),
+        "--dry-run".into(),
+    ];
+    assert!(
+        go(args.clone(), &[])
+            .one_error_line()
+            .contains("is not known")
+    );
+    let mut accept = args.clone();
+    accept.push("--accept-new-host-key".into());
+    assert_eq!(go(accept, &[]).code, 0);
+    assert!(
+        std::fs::read_to_string(&empty_kh)
+            .unwrap()
+            .contains(&host.addr)
+    );
+    assert_eq!(go(args, &[]).code, 0, "the recorded key is now known");
+
+    // a template with an undefined variable
+    let tpl = tmp.join("page.j2");
+    std::fs::write(
+        &tpl,
+        "<h1>{{ title }}</h1>\n<p>{{ no_such_variable }}</p>\n",
+    )
+    .unwrap();
+    let r = go(base(&["--page-template", tpl.to_str().unwrap()]), &[]);
+    let line = r.one_error_line();
+    assert!(
+        line.contains("template index.html")
+            && line.contains("undefined")
+            && line.contains("line 2"),
+        "{line}"
+    );
+
+    // a download whose sha256 does not match the pin
+    let logo = tmp.join("logo.svg");
+    std::fs::write(&logo, "<svg/>").unwrap();
+    let r = go(base(&["--logo-file", logo.to_str().unwrap()]), &[]);
+    assert!(
+        r.one_error_line().contains("expected 40c5d8d5"),
+        "{}",
+        r.stderr
+    );
+
+    assert_eq!(host.fingerprint(), before, "a failed run changed the host");
+
+    // a host that is not Debian
+    host.sh("cp --remove-destination /usr/lib/os-release /root/os-release.orig && printf 'NAME=Fedora\\nID=fedora\\nVERSION_ID=40\\nPRETTY_NAME=\"Fedora Linux 40\"\\n' > /etc/os-release.fake && mv /etc/os-release /root/os-release.link && mv /etc/os-release.fake /etc/os-release");
+    let before = host.fingerprint();
+    let r = go(base(&[]), &[]);
+    assert!(
+        r.one_error_line().contains("only Debian is supported"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(host.fingerprint(), before);
+    host.sh("rm /etc/os-release && mv /root/os-release.link /etc/os-release");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
