@@ -5,6 +5,8 @@
 //! * [`doveauth`]: passdb/userdb with create-on-first-login.
 //! * [`lastlogin`]: last-login tracking in the password file's mtime.
 //! * [`metadata`]: IMAP METADATA backend and push notifications.
+//! * [`expire`], [`fsreport`]: mailbox expiry and storage statistics.
+//! * [`newemail`]: the `/new` credentials CGI.
 
 pub mod cli;
 pub mod config;
@@ -12,10 +14,14 @@ pub mod crypt;
 pub mod dict;
 pub mod doveauth;
 pub mod error;
+pub mod expire;
+pub mod fsreport;
 pub mod fsutil;
 pub mod lastlogin;
 pub mod logging;
+pub mod mailbox;
 pub mod metadata;
+pub mod newemail;
 pub mod syslimits;
 pub mod user;
 

@@ -242,3 +242,122 @@ fn metadata_serves_tokens_and_attributes() {
     let (code, stderr) = svc.stop();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn expire_dry_run_then_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, mbox) = write_ini(tmp.path(), "");
+    let old = mbox.join("old@chat.example.org");
+    std::fs::create_dir_all(old.join("cur")).unwrap();
+    let pw = old.join("password");
+    std::fs::write(&pw, "x").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(100 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&pw)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_chatmail-expire");
+    let out = Command::new(bin).arg(&ini).arg("-v").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("Removed 1 out of 1 mailboxes and 0 out of 0 files"),
+        "{stdout}"
+    );
+    assert!(old.exists(), "dry run must not delete");
+    let out = Command::new(bin)
+        .arg(&ini)
+        .arg("--remove")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!old.exists());
+    let out = Command::new(bin)
+        .arg(tmp.path().join("missing.ini"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn quota_expire_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mb = tmp.path().join("abcdefghi@chat.example.org");
+    std::fs::create_dir_all(mb.join("cur")).unwrap();
+    let old = chatmaild::user::now_secs() - 3 * 86_400;
+    for i in 0..3 {
+        std::fs::write(
+            mb.join("cur").join(format!("{}.M{i},S=1048576", old + i)),
+            "",
+        )
+        .unwrap();
+    }
+    std::fs::write(mb.join("maildirsize"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chatmail-quota-expire"))
+        .arg("1")
+        .arg(&mb)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "quota-expire: removed 2 message(s) from abcdefghi@chat.example.org\n"
+    );
+    assert!(!mb.join("maildirsize").exists());
+}
+
+#[test]
+fn fsreport_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, mbox) = write_ini(tmp.path(), "");
+    std::fs::create_dir_all(mbox.join("abcdefghi@chat.example.org/cur")).unwrap();
+    std::fs::write(mbox.join("abcdefghi@chat.example.org/password"), "x").unwrap();
+    let bin = env!("CARGO_BIN_EXE_chatmail-fsreport");
+    let out = Command::new(bin).arg(&ini).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("## Login stats"));
+    let prom_dir = tmp.path().join("prom");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let legacy = tmp.path().join("metrics");
+    let out = Command::new(bin)
+        .arg(&ini)
+        .arg("--textfile")
+        .arg(&prom_dir)
+        .arg("--legacy-metrics")
+        .arg(&legacy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let prom = std::fs::read_to_string(prom_dir.join("fsreport.prom")).unwrap();
+    assert!(prom.contains("chatmail_accounts{kind=\"all\"} 1\n"));
+    assert!(
+        std::fs::read_to_string(&legacy)
+            .unwrap()
+            .contains("\naccounts 1\n")
+    );
+}
+
+#[test]
+fn newemail_cgi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, _) = write_ini(tmp.path(), "");
+    let out = Command::new(env!("CARGO_BIN_EXE_newemail"))
+        .arg(&ini)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let body = text
+        .strip_prefix("Content-Type: application/json\n\n")
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(v["email"].as_str().unwrap().ends_with("@chat.example.org"));
+    assert_eq!(v["password"].as_str().unwrap().len(), 12);
+}
