@@ -1,0 +1,85 @@
+//! Throughput of doveauth over its unix socket: account creations (SHA512-crypt hashing,
+//! locking, atomic writes) and passdb lookups of existing accounts.
+//!
+//! `cargo bench -p chatmaild --bench doveauth` (env BENCH_USERS, BENCH_LOOKUPS,
+//! BENCH_CONNECTIONS override the sizes).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chatmaild::Config;
+use chatmaild::dict;
+use chatmaild::doveauth::AuthDict;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Each connection sends its share of lookups one at a time, like a Dovecot auth worker.
+async fn run(socket: &std::path::Path, connections: usize, keys: Arc<Vec<String>>) -> f64 {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let keys = keys.clone();
+        let socket = socket.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let stream = UnixStream::connect(&socket).await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut r = BufReader::new(r);
+            let mut line = String::new();
+            for key in keys.iter().skip(c).step_by(connections) {
+                w.write_all(format!("L{key}\n").as_bytes()).await.unwrap();
+                line.clear();
+                r.read_line(&mut line).await.unwrap();
+                assert!(line.starts_with('O'), "unexpected reply {line:?}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let users = env_or("BENCH_USERS", 2000);
+    let lookups = env_or("BENCH_LOOKUPS", 50_000);
+    let connections = env_or("BENCH_CONNECTIONS", 8);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config::parse(
+        &format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\n",
+            tmp.path().join("mail").display()
+        ),
+        "bench.ini",
+    )
+    .unwrap();
+    let auth = AuthDict::new(config)
+        .with_nocreate_file(tmp.path().join("nocreate"))
+        .with_resource_gate(Arc::new(|_: &Config| true));
+    let socket = tmp.path().join("doveauth.socket");
+    let listener = dict::bind(&socket).unwrap();
+    tokio::spawn(dict::serve_listener(listener, Arc::new(auth)));
+
+    let key = |i: usize| format!("shared/passdb/password-{i:04}\"u{i:08}@chat.example.org");
+    let create: Arc<Vec<String>> = Arc::new((0..users).map(key).collect());
+    let secs = run(&socket, connections, create).await;
+    println!(
+        "doveauth: {users} creations over {connections} connections in {secs:.2} s = {:.0} creations/s",
+        users as f64 / secs
+    );
+
+    let existing: Arc<Vec<String>> = Arc::new((0..lookups).map(|i| key(i % users)).collect());
+    let secs = run(&socket, connections, existing).await;
+    println!(
+        "doveauth: {lookups} passdb lookups of existing users over {connections} connections in {secs:.2} s = {:.0} lookups/s",
+        lookups as f64 / secs
+    );
+}
