@@ -1,6 +1,7 @@
 //! Carrying out a plan on the host.
 
 use facts::Remote;
+use futures_util::future::join_all;
 use facts::shell::quote;
 
 use crate::diff::{MAX_DIFF_BYTES, unified};
@@ -112,7 +113,23 @@ pub async fn apply<R: Remote>(
         .find(|c| c.kind == ChangeKind::DaemonReload);
     let mut reload_due = plan.pending_on_host.daemon_reload;
     let mut reloads = 0;
-    for change in changes {
+    let mut rest = changes;
+    while let Some(change) = rest.first() {
+        // independent file writes go out together (the transport bounds the channels)
+        let batch = rest.iter().take_while(|c| c.kind == ChangeKind::File).count();
+        if batch > 1 {
+            let (files, tail) = rest.split_at(batch);
+            files.iter().for_each(|c| reporter.change_started(c));
+            let results = join_all(files.iter().map(|c| execute(remote, c))).await;
+            for (c, result) in files.iter().zip(results) {
+                result?;
+                reload_due |= c.changes_unit_file;
+                reporter.change_finished(c);
+            }
+            rest = tail;
+            continue;
+        }
+        rest = &rest[1..];
         if change.uses_systemd && reload_due {
             if let Some(reload) = daemon_reload {
                 reporter.change_started(reload);

@@ -7,9 +7,20 @@ use tokio::io::AsyncWriteExt;
 
 use super::Counter;
 
-#[derive(Debug, Default)]
+/// Like the SSH transport, at most 4 commands at once.
+#[derive(Debug)]
 pub struct Local {
     count: Counter,
+    slots: tokio::sync::Semaphore,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            count: Counter::default(),
+            slots: tokio::sync::Semaphore::new(4),
+        }
+    }
 }
 
 impl Local {
@@ -18,6 +29,7 @@ impl Local {
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
+        let _slot = self.slots.acquire().await.map_err(|e| RemoteError(e.to_string()))?;
         self.count.bump();
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")

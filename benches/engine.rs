@@ -1,0 +1,72 @@
+//! Engine speed on a real test host: wall time and remote commands of a fresh deploy and of
+//! no-op re-runs, for the webhost example alone and with 100 more managed files.
+//!
+//!     CHATMAIL_TESTHOSTS=1 cargo bench --bench engine
+//!
+//! Prints numbers; asserts nothing about them.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use common::{TestHost, known_hosts, run};
+
+const RERUNS: usize = 10;
+
+fn main() {
+    if !common::enabled("engine bench") {
+        return;
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--example", "webhost"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let webhost = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/webhost");
+    let host = TestHost::up("bench-engine");
+    let kh = known_hosts();
+
+    println!("{:<34} {:>10} {:>10} {:>10} {:>9}", "case", "min s", "median s", "max s", "commands");
+    for extra in ["0", "100"] {
+        let args = ["--ssh-host", host.addr.as_str(), "--known-hosts", kh.as_str(), "--extra-files", extra];
+        let t = Instant::now();
+        let first = run(&webhost, &args, &[]);
+        assert_eq!(first.code, 0, "{}", first.stderr);
+        let label = format!("first run, {extra} extra files");
+        let secs = t.elapsed().as_secs_f64();
+        println!("{label:<34} {secs:>10.3} {secs:>10.3} {secs:>10.3} {:>9}", commands(&first.stderr));
+
+        let mut times = Vec::new();
+        let mut cmds = 0;
+        for _ in 0..RERUNS {
+            let t = Instant::now();
+            let r = run(&webhost, &args, &[]);
+            times.push(t.elapsed().as_secs_f64());
+            assert!(r.last_line().starts_with("summary: 0 changed"), "{}", r.stdout);
+            cmds = commands(&r.stderr);
+        }
+        times.sort_by(f64::total_cmp);
+        let label = format!("no-op re-run, {extra} extra files");
+        println!(
+            "{label:<34} {:>10.3} {:>10.3} {:>10.3} {cmds:>9}",
+            times[0],
+            times[RERUNS / 2],
+            times[RERUNS - 1]
+        );
+    }
+}
+
+/// "done in 0.123 s, 1 remote command" -> 1
+fn commands(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("done in "))
+        .filter_map(|l| l.split(", ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
