@@ -269,31 +269,66 @@ impl Config {
 
 /// Split the file into `[params]` entries the way the Python readers see them.
 fn read_params(text: &str, path: &Path) -> Result<Vec<(String, String)>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // rust-ini would glue indented comment lines and blank lines into multi-line values,
-    // whereas the Python parsers skip them; drop them up front.
-    let cleaned: String = text
-        .lines()
-        .filter(|line| {
-            let t = line.trim_start();
-            !(t.is_empty() || t.starts_with('#') || t.starts_with(';'))
-        })
-        .flat_map(|line| [line, "\n"])
-        .collect();
+    // whereas the Python parsers skip them; drop them up front but remember the original
+    // line numbers for error messages.
+    let syntax = |message: String| Error::IniSyntax {
+        path: path.to_owned(),
+        message,
+    };
+    let mut cleaned = String::with_capacity(text.len());
+    let mut original_line = Vec::new();
+    // rust-ini reads a key up to the next '=' even across line breaks, so lines that are
+    // neither sections, settings nor continuations are rejected here, as Python did.
+    let mut after_setting = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            continue;
+        }
+        let n = i + 1;
+        if t.len() != line.len() {
+            if !after_setting {
+                return Err(syntax(format!(
+                    "line {n}: continuation line without a setting before it"
+                )));
+            }
+        } else if t.starts_with('[') {
+            after_setting = false;
+        } else {
+            match t.find(['=', ':']) {
+                Some(pos) if !t[..pos].trim().is_empty() => after_setting = true,
+                _ => {
+                    return Err(syntax(format!(
+                        "line {n}: expected 'key = value', found {t:?}"
+                    )));
+                }
+            }
+        }
+        cleaned.push_str(line);
+        cleaned.push('\n');
+        original_line.push(n);
+    }
     let opt = ParseOption {
         enabled_quote: false,
         enabled_escape: false,
         enabled_indented_mutiline_value: true,
         ..ParseOption::default()
     };
-    let ini = Ini::load_from_str_opt(&cleaned, opt).map_err(|e| Error::IniSyntax {
-        path: path.to_owned(),
-        message: e.to_string(),
+    let ini = Ini::load_from_str_opt(&cleaned, opt).map_err(|e| {
+        let line = original_line
+            .get(e.line.saturating_sub(1))
+            .map_or_else(|| "end of file".to_owned(), |n| format!("line {n}"));
+        syntax(format!("{line}: {}", e.msg))
     })?;
-    let section = ini
-        .section(Some("params"))
-        .ok_or_else(|| Error::MissingSection {
-            path: path.to_owned(),
-        })?;
+    let mut sections = ini.section_all(Some("params"));
+    let section = sections.next().ok_or_else(|| Error::MissingSection {
+        path: path.to_owned(),
+    })?;
+    if sections.next().is_some() {
+        return Err(syntax("section [params] appears more than once".into()));
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (key, value) in section.iter() {
@@ -714,6 +749,36 @@ mod tests {
         let err = parse("[params]\nmax_message_size = 1\n").unwrap_err();
         assert!(matches!(err, Error::MissingKey { .. }), "{err}");
         assert!(err.to_string().contains("mail_domain"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_original_line() {
+        let err = parse("# comment\n\n[params]\nmail_domain = x\n\n# c\ngarbage line\nfoo = 1\n")
+            .unwrap_err();
+        assert!(matches!(err, Error::IniSyntax { .. }), "{err}");
+        assert!(err.to_string().contains("line 7"), "{err}");
+        let err = parse("[params]\nmail_domain = x\n[params]\nfoo = 1\n").unwrap_err();
+        assert!(err.to_string().contains("more than once"), "{err}");
+        let err = parse("[params\nmail_domain = x\n").unwrap_err();
+        assert!(matches!(err, Error::IniSyntax { .. }), "{err}");
+        for bad in [
+            "[params]\n  indented = first\n",
+            "[params]\n= x\n",
+            "[params]\nlonely\n",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.to_string().contains("line 2"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        assert_eq!(
+            parse("\u{feff}[params]\nmail_domain = x.org\n")
+                .unwrap()
+                .mail_domain,
+            "x.org"
+        );
     }
 
     #[test]
