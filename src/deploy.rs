@@ -79,6 +79,16 @@ pub async fn deploy(
     plan_args: &PlanArgs,
     state: &State,
 ) -> anyhow::Result<ExitCode> {
+    deploy_with(host, plan_args, state, &|_| Ok(())).await
+}
+
+/// Like [`deploy`], with a check of the host's facts before anything is planned.
+pub async fn deploy_with(
+    host: &HostArgs,
+    plan_args: &PlanArgs,
+    state: &State,
+    preflight: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<()> + Sync),
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let printer = Printer::new(plan_args.json);
     let target = host.target()?;
@@ -90,6 +100,7 @@ pub async fn deploy(
         .gather(&remote)
         .await
         .with_context(|| format!("gathering facts on {}", target.describe()))?;
+    preflight(&facts)?;
     let mut plan = operations::plan(state, &facts)?;
     let code = if plan_args.dry_run {
         operations::fetch_old_contents(&remote, &mut plan).await?;

@@ -1,5 +1,7 @@
 //! chatmail-deploy: the CLI's building blocks, usable from examples and tests.
 
+pub mod commands;
 pub mod deploy;
 pub mod output;
+pub mod relay;
 pub mod transport;

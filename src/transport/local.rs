@@ -29,7 +29,11 @@ impl Local {
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
-        let _slot = self.slots.acquire().await.map_err(|e| RemoteError(e.to_string()))?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RemoteError(e.to_string()))?;
         self.count.bump();
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")

@@ -1,0 +1,50 @@
+//! One module per subcommand.
+
+mod init;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatmail-deploy",
+    version,
+    about = "Deploy and operate chatmail relays"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where chatmail.ini is (shared by the commands that read it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// The relay's chatmail.ini
+    #[arg(
+        long,
+        env = "CHATMAIL_INI",
+        default_value = "chatmail.ini",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a chatmail.ini for a new relay
+    Init(init::Args),
+    /// Deploy the relay to a host (or show what would change)
+    Run(run::Args),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Init(args) => init::run(args),
+            Command::Run(args) => run::run(args).await,
+        }
+    }
+}

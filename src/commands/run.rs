@@ -1,0 +1,94 @@
+//! `run`: deploy the relay described by chatmail.ini.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::ConfigArg;
+use crate::deploy::{HostArgs, PlanArgs, deploy_with};
+use crate::relay::{self, Relay, RelayOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    host: HostArgs,
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Stop and disable Postfix and Dovecot, deploy everything else (first step of a migration)
+    #[arg(long)]
+    disable_mail: bool,
+    /// Directory with the relay binaries built for the host (default: next to this program)
+    #[arg(long, env = "CHATMAIL_BIN_DIR", value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// ACME directory URL instead of Let's Encrypt's (for test CAs)
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// acmetool response key that accepts the CA's terms of service
+    #[arg(long, value_name = "KEY")]
+    acme_agreement: Option<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.config.config.exists() {
+        bail!(
+            "expecting {} to exist, run init first?",
+            args.config.config.display()
+        );
+    }
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+    };
+    let options = RelayOptions {
+        disable_mail: args.disable_mail,
+        bin_dir,
+        acme_directory: args.acme_directory,
+        acme_agreement: args.acme_agreement,
+        version: version_stamp(),
+    };
+    let relay = Relay::load(&args.config.config, options)?;
+    let state = relay::desired_state(&relay)?;
+    let local_arch = std::env::consts::ARCH;
+    let preflight = move |facts: &facts::HostFacts| -> anyhow::Result<()> {
+        if facts.arch != local_arch {
+            bail!(
+                "the host is {}, the relay binaries here are built for {local_arch}: pass --bin-dir with binaries for {}",
+                facts.arch,
+                facts.arch
+            );
+        }
+        Ok(())
+    };
+    let code = deploy_with(&args.host, &args.plan, &state, &preflight).await?;
+    if !relay.config.unused_keys.is_empty() {
+        eprintln!(
+            "warning: {} contains settings that have no effect: {}",
+            args.config.config.display(),
+            relay.config.unused_keys.join(", ")
+        );
+    }
+    Ok(code)
+}
+
+/// The deploying checkout's commit and uncommitted changes, as upstream writes it.
+fn version_stamp() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(head) => head + &git(&["diff"]).unwrap_or_default(),
+        None => format!("chatmail-deploy {}\n", env!("CARGO_PKG_VERSION")),
+    }
+}

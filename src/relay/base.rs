@@ -1,0 +1,122 @@
+//! Accounts, the base system, legacy cleanup and the journal.
+
+use operations::{Directory, File, Group, Removed, Service, State, User};
+
+use super::{Component, Relay};
+
+/// System accounts, created before any package: Postfix must be in the opendkim group to
+/// reach the signing socket, whatever the package created.
+pub fn accounts(relay: &Relay, s: &mut State) {
+    s.add(Group {
+        name: "vmail".into(),
+        system: true,
+    });
+    s.add(User {
+        home: Some("/home/vmail".into()),
+        group: Some("vmail".into()),
+        ..User::system("vmail")
+    });
+    s.add(User {
+        home: Some("/home/iroh".into()),
+        ..User::system("iroh")
+    });
+    if relay.config.ipv4_relay.is_none() {
+        s.add(Group {
+            name: "opendkim".into(),
+            system: true,
+        });
+        s.add(User {
+            groups: vec!["opendkim".into()],
+            ..User::system("opendkim")
+        });
+        s.add(User {
+            groups: vec!["opendkim".into()],
+            ..User::system("postfix")
+        });
+    }
+}
+
+pub struct Base;
+
+impl Component for Base {
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(relay.file(
+            "/etc/apt/apt.conf.d/00InstallRecommends",
+            "base/00InstallRecommends",
+        )?);
+        s.package("curl");
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.directory(Directory::new("/home/vmail").owner("vmail", "vmail"));
+        s.directory(Directory::new("/home/iroh").owner("iroh", "iroh"));
+        let mbox = relay.config.mailboxes_dir.display().to_string();
+        s.directory(Directory::new(mbox).owner("vmail", "vmail").mode(0o700));
+        s.file(File::new(
+            "/etc/mailname",
+            format!("{}\n", relay.config.mail_domain),
+        ));
+        Ok(())
+    }
+}
+
+/// What older relays left behind.
+pub struct Legacy;
+
+impl Component for Legacy {
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for name in ["rspamd", "unbound-anchor", "resolvconf"] {
+            s.add(operations::Package {
+                name: name.into(),
+                present: false,
+            });
+        }
+        for path in [
+            "/etc/cron.d/expunge",
+            "/etc/cron.d/chatmail-metrics",
+            "/etc/apt/keyrings/obs-home-deltachat.gpg",
+            "/etc/mta-sts-daemon.yml",
+            "/etc/systemd/system/mta-sts-daemon.service",
+        ] {
+            s.add(Removed {
+                path: path.into(),
+                notify: vec![],
+            });
+        }
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for unit in [
+            "echobot.service",
+            "doveauth-dictproxy.service",
+            "mta-sts-daemon.service",
+        ] {
+            s.service(Service::stopped(unit));
+        }
+        Ok(())
+    }
+}
+
+/// Logs in RAM only, kept three days.
+pub struct Journald;
+
+impl Component for Journald {
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(
+            relay
+                .file("/etc/systemd/journald.conf", "systemd/journald.conf")?
+                .restarts("systemd-journald.service"),
+        );
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(Service {
+            enabled: None,
+            ..Service::running("systemd-journald.service")
+        });
+        Ok(())
+    }
+}

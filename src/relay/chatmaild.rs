@@ -1,0 +1,195 @@
+//! The relay's own services: the dict services Dovecot talks to, the daily jobs, and the
+//! filtermail SMTP filter, all Rust binaries from this workspace, plus chatmail.ini.
+
+use operations::{Directory, File, Notify, Service, State};
+use serde_json::json;
+
+use super::context::{BIN_DIR, INI_PATH};
+use super::{Component, Relay};
+
+/// (unit, binary, description, socket, restart seconds, umask)
+const DICT_SERVICES: &[(&str, &str, &str, &str, u32, &str)] = &[
+    (
+        "doveauth",
+        "doveauth",
+        "Chatmail dict authentication proxy for dovecot",
+        "doveauth.socket",
+        30,
+        "0077",
+    ),
+    (
+        "chatmail-metadata",
+        "chatmail-metadata",
+        "Chatmail dict proxy for IMAP METADATA",
+        "metadata.socket",
+        5,
+        "0077",
+    ),
+    (
+        "lastlogin",
+        "lastlogin",
+        "Dict proxy for last-login tracking",
+        "lastlogin.socket",
+        30,
+        "",
+    ),
+];
+
+/// (job, description, timer description, time, persistent, extra arguments)
+const DAILY_JOBS: &[(&str, &str, &str, &str, bool, &str)] = &[
+    (
+        "chatmail-expire",
+        "chatmail mail storage expiration job",
+        "Run Daily chatmail-expire job",
+        "*-*-* 00:02:00",
+        false,
+        " -v --remove",
+    ),
+    (
+        "chatmail-fsreport",
+        "chatmail file system storage reporting job",
+        "Run Daily Chatmail fsreport Job",
+        "*-*-* 08:02:00",
+        true,
+        "",
+    ),
+];
+
+const FILTERMAIL_UNITS: &[(&str, &str, &str)] = &[
+    (
+        "filtermail.service",
+        "outgoing",
+        "chatmail outgoing mail filter",
+    ),
+    (
+        "filtermail-incoming.service",
+        "incoming",
+        "chatmail incoming mail filter",
+    ),
+    (
+        "filtermail-transport.service",
+        "transport",
+        "chatmail delivery to other relays",
+    ),
+];
+
+/// Binaries with no unit of their own (run by Dovecot or from the timers above).
+const HELPERS: &[&str] = &["chatmail-quota-expire"];
+
+fn dict_runtime_dir(unit: &str) -> String {
+    if unit == "lastlogin" {
+        "chatmail-lastlogin".into()
+    } else {
+        unit.into()
+    }
+}
+
+fn unit_path(unit: &str) -> String {
+    format!("/etc/systemd/system/{unit}")
+}
+
+pub struct Chatmaild;
+
+impl Component for Chatmaild {
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for (unit, program, ..) in DICT_SERVICES {
+            s.file(binary(relay, program)?.restarts(&format!("{unit}.service")));
+        }
+        for (job, ..) in DAILY_JOBS {
+            s.file(binary(relay, job)?);
+        }
+        for helper in HELPERS {
+            s.file(binary(relay, helper)?);
+        }
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.directory(Directory::new("/usr/local/lib/chatmaild"));
+        // every service reads the ini only at start
+        let mut ini = File::new(INI_PATH, relay.ini.clone());
+        ini.notify = DICT_SERVICES
+            .iter()
+            .map(|(unit, ..)| Notify::Restart(format!("{unit}.service")))
+            .chain(
+                FILTERMAIL_UNITS
+                    .iter()
+                    .map(|(unit, ..)| Notify::Restart(unit.to_string())),
+            )
+            .collect();
+        s.file(ini);
+        for (unit, program, description, socket, restart_sec, umask) in DICT_SERVICES {
+            let name = format!("{unit}.service");
+            let text = relay.render(
+                "systemd/dict-service.service.j2",
+                json!({
+                    "description": description, "program": program, "socket": socket,
+                    "runtime_dir": dict_runtime_dir(unit), "restart_sec": restart_sec, "umask": umask,
+                }),
+            )?;
+            s.file(File::new(unit_path(&name), text).restarts(&name));
+        }
+        for (job, description, timer_description, on_calendar, persistent, args) in DAILY_JOBS {
+            let text = relay.render(
+                "systemd/oneshot.service.j2",
+                json!({"description": description, "exec_start": format!("{BIN_DIR}/{job} {INI_PATH}{args}")}),
+            )?;
+            s.file(File::new(unit_path(&format!("{job}.service")), text));
+            let timer = format!("{job}.timer");
+            let text = relay.render(
+                "systemd/daily.timer.j2",
+                json!({"description": timer_description, "on_calendar": on_calendar, "persistent": persistent}),
+            )?;
+            s.file(File::new(unit_path(&timer), text).restarts(&timer));
+        }
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for (unit, ..) in DICT_SERVICES {
+            s.service(Service::running(&format!("{unit}.service")));
+        }
+        for (job, ..) in DAILY_JOBS {
+            s.service(Service::stopped(&format!("{job}.service")));
+            s.service(Service::running(&format!("{job}.timer")));
+        }
+        Ok(())
+    }
+}
+
+fn binary(relay: &Relay, name: &str) -> anyhow::Result<File> {
+    Ok(File::new(format!("{BIN_DIR}/{name}"), relay.binary(name)?).mode(0o755))
+}
+
+/// The SMTP filter in its three modes.
+pub struct Filtermail;
+
+impl Component for Filtermail {
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        let mut bin = binary(relay, "filtermail")?;
+        bin.notify = FILTERMAIL_UNITS
+            .iter()
+            .map(|(u, ..)| Notify::Restart(u.to_string()))
+            .collect();
+        s.file(bin);
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for (unit, mode, description) in FILTERMAIL_UNITS {
+            let text = relay.render(
+                "systemd/filtermail.service.j2",
+                json!({"mode": mode, "description": description}),
+            )?;
+            s.file(File::new(unit_path(unit), text).restarts(unit));
+        }
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for (unit, ..) in FILTERMAIL_UNITS {
+            s.service(Service::running(unit));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! What every component reads: the parsed chatmail.ini, the deploy options, the templates
+//! and the variables they are rendered with.
+
+use std::path::Path;
+
+use ::chatmaild::config::{Config, TlsMode};
+use anyhow::Context;
+use operations::{File, Templates};
+use serde_json::{Value, json};
+
+use super::{RelayOptions, templates};
+
+/// Where the relay's own binaries go on the host.
+pub const BIN_DIR: &str = "/usr/local/bin";
+/// The one config file of all server-side services.
+pub const INI_PATH: &str = "/usr/local/lib/chatmaild/chatmail.ini";
+
+const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+const LETSENCRYPT_AGREEMENT: &str =
+    "acme-agreement:https://letsencrypt.org/documents/LE-SA-v1.8-July-06-2026.pdf";
+
+pub struct Relay {
+    pub config: Config,
+    /// chatmail.ini exactly as the operator wrote it; uploaded byte for byte.
+    pub ini: Vec<u8>,
+    pub options: RelayOptions,
+    templates: Templates,
+    vars: Value,
+}
+
+impl Relay {
+    pub fn load(ini_path: &Path, options: RelayOptions) -> anyhow::Result<Relay> {
+        let ini = std::fs::read(ini_path)
+            .with_context(|| format!("cannot read {}", ini_path.display()))?;
+        let config = Config::load(ini_path)?;
+        Self::new(config, ini, options)
+    }
+
+    pub fn new(config: Config, ini: Vec<u8>, options: RelayOptions) -> anyhow::Result<Relay> {
+        let vars = variables(&config, &options);
+        Ok(Relay {
+            config,
+            ini,
+            options,
+            templates: templates::load()?,
+            vars,
+        })
+    }
+
+    pub fn tls_mode(&self) -> TlsMode {
+        self.config.tls_cert_mode.clone()
+    }
+
+    /// Renders a template with the relay's variables plus `extra`.
+    pub fn render(&self, name: &str, extra: Value) -> anyhow::Result<Vec<u8>> {
+        let mut vars = self.vars.clone();
+        if let (Some(base), Value::Object(more)) = (vars.as_object_mut(), extra) {
+            base.extend(more);
+        }
+        Ok(self.templates.render(name, vars)?)
+    }
+
+    /// A root-owned 0644 file rendered from `template`.
+    pub fn file(&self, path: &str, template: &str) -> anyhow::Result<File> {
+        Ok(File::new(path, self.render(template, json!({}))?))
+    }
+
+    /// The bytes of one of the relay's binaries, built for the host.
+    pub fn binary(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.options.bin_dir.join(name);
+        std::fs::read(&path).with_context(|| {
+            format!(
+                "relay binary {} is missing: build it with `cargo build --release -p chatmaild` or pass --bin-dir",
+                path.display()
+            )
+        })
+    }
+}
+
+fn variables(c: &Config, o: &RelayOptions) -> Value {
+    json!({
+        "mail_domain": c.mail_domain,
+        "mail_domain_bare": c.mail_domain_bare,
+        "postfix_myhostname": c.postfix_myhostname,
+        "ipv4_relay": c.ipv4_relay.is_some(),
+        "tls_mode": c.tls_cert_mode.as_str(),
+        "tls_cert_path": c.tls_cert_path,
+        "tls_key_path": c.tls_key_path,
+        "disable_ipv6": c.disable_ipv6,
+        "max_message_size": c.max_message_size,
+        "max_mailbox_size_mb": c.max_mailbox_size_mb,
+        "quota_expire_target_mb": c.quota_expire_target_mb(),
+        "max_imap_connections": c.max_imap_connections,
+        "max_smtp_connections": c.max_smtp_connections,
+        "smtp_connections_per_client": c.max_smtp_connections / 5,
+        "mailboxes_dir": c.mailboxes_dir.display().to_string(),
+        "privacy_mail": c.privacy_mail.clone().unwrap_or_default(),
+        "imap_rawlog": c.imap_rawlog,
+        "imap_compress": c.imap_compress,
+        "mtail_address": c.mtail_address.clone().unwrap_or_default(),
+        "filtermail_smtp_port": c.filtermail_smtp_port,
+        "filtermail_smtp_port_incoming": c.filtermail_smtp_port_incoming,
+        "filtermail_http_port_incoming": c.filtermail_http_port_incoming,
+        "filtermail_lmtp_port_transport": c.filtermail_lmtp_port_transport,
+        "postfix_reinject_port": c.postfix_reinject_port,
+        "postfix_reinject_port_incoming": c.postfix_reinject_port_incoming,
+        "acme_email": c.acme_email,
+        "acme_directory": o.acme_directory.clone().unwrap_or_else(|| LETSENCRYPT.into()),
+        "acme_agreement": o.acme_agreement.clone().unwrap_or_else(|| LETSENCRYPT_AGREEMENT.into()),
+        "bin_dir": BIN_DIR,
+        "ini_path": INI_PATH,
+    })
+}

@@ -1,0 +1,64 @@
+//! IMAP and local delivery (LMTP), with accounts from doveauth.
+
+use operations::{Command, Guard, Service, State};
+
+use super::{Component, Relay};
+
+const DOVECOT: &str = "dovecot.service";
+
+pub struct Dovecot;
+
+impl Component for Dovecot {
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.package("dovecot-core")
+            .package("dovecot-imapd")
+            .package("dovecot-lmtpd");
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(
+            relay
+                .file("/etc/dovecot/dovecot.conf", "dovecot/dovecot.conf.j2")?
+                .restarts(DOVECOT),
+        );
+        s.file(
+            relay
+                .file("/etc/dovecot/auth.conf", "dovecot/auth.conf")?
+                .restarts(DOVECOT),
+        );
+        s.file(
+            relay
+                .file(
+                    "/etc/dovecot/push_notification.lua",
+                    "dovecot/push_notification.lua",
+                )?
+                .restarts(DOVECOT),
+        );
+        s.file(
+            relay
+                .file(
+                    "/etc/systemd/system/dovecot.service.d/10_restart.conf",
+                    "dovecot/10_restart.conf",
+                )?
+                .restarts(DOVECOT),
+        );
+        // saves a stat of /etc/localtime per time call in every Dovecot process
+        s.add(Command {
+            description: "/etc/environment: add TZ=:/etc/localtime".into(),
+            script: "echo 'TZ=:/etc/localtime' >> /etc/environment".into(),
+            guard: Guard::Unless("grep -qx 'TZ=:/etc/localtime' /etc/environment".into()),
+            notify: vec![operations::Notify::Restart(DOVECOT.into())],
+        });
+        Ok(())
+    }
+
+    fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(if relay.options.disable_mail {
+            Service::stopped(DOVECOT)
+        } else {
+            Service::running(DOVECOT)
+        });
+        Ok(())
+    }
+}

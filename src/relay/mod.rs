@@ -1,0 +1,92 @@
+//! The chatmail relay as a desired state.
+//!
+//! Each component declares resources for three stages, walked in order over all components
+//! like upstream's deployers: install (accounts, packages), configure (files), activate
+//! (services). No component knows another's files.
+
+mod base;
+mod chatmaild;
+mod context;
+mod dovecot;
+mod nginx;
+mod opendkim;
+mod postfix;
+mod templates;
+mod tls;
+mod unbound;
+mod version;
+
+use std::path::PathBuf;
+
+use ::chatmaild::config::Config;
+use operations::State;
+
+pub use context::Relay;
+
+/// Deploy choices that are not in chatmail.ini.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOptions {
+    /// Stop and disable Postfix and Dovecot (first step of a migration).
+    pub disable_mail: bool,
+    /// Where the chatmaild and filtermail binaries for the host are.
+    pub bin_dir: PathBuf,
+    /// ACME directory URL (default: Let's Encrypt); tests point it at a local CA.
+    pub acme_directory: Option<String>,
+    /// Terms-of-service agreement key for acmetool's responses file.
+    pub acme_agreement: Option<String>,
+    /// Text for /etc/chatmail-version.
+    pub version: String,
+}
+
+/// One part of the relay.
+trait Component {
+    fn install(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn configure(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn activate(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+fn components(config: &Config) -> Vec<Box<dyn Component>> {
+    let mut list: Vec<Box<dyn Component>> = vec![
+        Box::new(base::Base),
+        Box::new(base::Legacy),
+        Box::new(base::Journald),
+        Box::new(unbound::Unbound),
+        Box::new(tls::Tls),
+        Box::new(chatmaild::Chatmaild),
+        Box::new(chatmaild::Filtermail),
+    ];
+    if config.ipv4_relay.is_none() {
+        list.push(Box::new(opendkim::OpenDkim));
+    }
+    list.push(Box::new(dovecot::Dovecot));
+    list.push(Box::new(postfix::Postfix));
+    list.push(Box::new(nginx::Nginx));
+    list.push(Box::new(version::Version));
+    list
+}
+
+/// The whole relay, stage by stage.
+pub fn desired_state(relay: &Relay) -> anyhow::Result<State> {
+    let parts = components(&relay.config);
+    let mut s = State::new();
+    base::accounts(relay, &mut s);
+    for c in &parts {
+        c.install(relay, &mut s)?;
+    }
+    for c in &parts {
+        c.configure(relay, &mut s)?;
+    }
+    for c in &parts {
+        c.activate(relay, &mut s)?;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests;

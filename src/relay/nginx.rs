@@ -1,0 +1,47 @@
+//! The web side: pages, autoconfig, MTA-STS, /new through fcgiwrap, and the ALPN
+//! multiplexer on port 443.
+
+use operations::{Directory, File, Service, State};
+
+use super::{Component, Relay};
+
+const NGINX: &str = "nginx.service";
+
+pub struct Nginx;
+
+impl Component for Nginx {
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.package("fcgiwrap")
+            .package("nginx")
+            .package("libnginx-mod-stream");
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(
+            relay
+                .file("/etc/nginx/nginx.conf", "nginx/nginx.conf.j2")?
+                .restarts(NGINX),
+        );
+        s.directory(Directory::new("/var/www"));
+        s.directory(Directory::new("/var/www/html"));
+        s.file(relay.file(
+            "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",
+            "nginx/autoconfig.xml.j2",
+        )?);
+        s.file(relay.file(
+            "/var/www/html/.well-known/mta-sts.txt",
+            "nginx/mta-sts.txt.j2",
+        )?);
+        s.directory(Directory::new("/usr/lib/cgi-bin"));
+        // the old script name stays: fcgiwrap runs whatever is there
+        s.file(File::new("/usr/lib/cgi-bin/newemail.py", relay.binary("newemail")?).mode(0o755));
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(Service::running("fcgiwrap.socket"));
+        s.service(Service::running(NGINX));
+        Ok(())
+    }
+}

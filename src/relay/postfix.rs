@@ -1,0 +1,52 @@
+//! SMTP: submission for the relay's users, MX for the world, filtermail in between.
+
+use operations::{Service, State};
+
+use super::{Component, Relay};
+
+const POSTFIX: &str = "postfix.service";
+
+pub struct Postfix;
+
+impl Component for Postfix {
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.package("postfix");
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        for (path, template) in [
+            ("/etc/postfix/main.cf", "postfix/main.cf.j2"),
+            ("/etc/postfix/master.cf", "postfix/master.cf.j2"),
+            (
+                "/etc/postfix/submission_header_cleanup",
+                "postfix/submission_header_cleanup",
+            ),
+            (
+                "/etc/postfix/lmtp_header_cleanup",
+                "postfix/lmtp_header_cleanup",
+            ),
+            (
+                "/etc/postfix/smtp_tls_policy_map",
+                "postfix/smtp_tls_policy_map",
+            ),
+            ("/etc/postfix/login_map", "postfix/login_map"),
+            (
+                "/etc/systemd/system/postfix@.service.d/10_restart.conf",
+                "postfix/10_restart.conf",
+            ),
+        ] {
+            s.file(relay.file(path, template)?.restarts(POSTFIX));
+        }
+        Ok(())
+    }
+
+    fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(if relay.options.disable_mail {
+            Service::stopped(POSTFIX)
+        } else {
+            Service::running(POSTFIX)
+        });
+        Ok(())
+    }
+}

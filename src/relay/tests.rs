@@ -1,0 +1,194 @@
+//! Every template rendered for the four kinds of relay, with what distinguishes them.
+
+use std::collections::BTreeMap;
+
+use ::chatmaild::config::Config;
+use operations::Resource;
+
+use super::*;
+
+const BINARIES: &[&str] = &[
+    "doveauth",
+    "chatmail-metadata",
+    "lastlogin",
+    "chatmail-expire",
+    "chatmail-fsreport",
+    "chatmail-quota-expire",
+    "filtermail",
+    "newemail",
+];
+
+/// path -> content of every file in the relay's state for this chatmail.ini text.
+fn files(ini: &str) -> BTreeMap<String, String> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for b in BINARIES {
+        // stand-ins: only their bytes are read here, nothing runs them
+        std::fs::write(dir.join(b), format!("binary {b}")).unwrap();
+    }
+    let path = dir.join("chatmail.ini");
+    std::fs::write(&path, ini).unwrap();
+    let options = RelayOptions {
+        bin_dir: dir.clone(),
+        version: "test\n".into(),
+        ..RelayOptions::default()
+    };
+    let relay = Relay::new(
+        Config::load(&path).unwrap(),
+        ini.as_bytes().to_vec(),
+        options,
+    )
+    .unwrap();
+    let state = desired_state(&relay).unwrap();
+    state.validate().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    state
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::File(f) => Some((
+                f.path.clone(),
+                String::from_utf8_lossy(&f.content).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn every_template_is_used(f: &BTreeMap<String, String>) {
+    for (path, content) in f {
+        assert!(
+            !content.contains("{{") && !content.contains("{%"),
+            "{path} has template syntax left"
+        );
+    }
+}
+
+#[test]
+fn domain_relay_with_acme() {
+    let f = files("[params]\nmail_domain = chat.example.org\nacme_email = admin@example.org\n");
+    every_template_is_used(&f);
+    let nginx = &f["/etc/nginx/nginx.conf"];
+    assert!(nginx.contains("return 301 dcaccount:https://chat.example.org/new;"));
+    assert!(!nginx.contains("limit_req_zone"));
+    assert!(nginx.contains("proxy_pass http://acmetool;"));
+    assert!(nginx.contains("listen [::]:443;"));
+    assert!(
+        f["/var/lib/acme/conf/target"]
+            .contains("provider: https://acme-v02.api.letsencrypt.org/directory")
+    );
+    assert!(
+        f["/var/lib/acme/conf/responses"].contains("\"acme-enter-email\": \"admin@example.org\"")
+    );
+    assert!(f["/var/lib/acme/desired/chat.example.org"].contains("- mta-sts.chat.example.org"));
+    assert!(
+        f["/etc/postfix/main.cf"]
+            .contains("smtpd_tls_cert_file = /var/lib/acme/live/chat.example.org/fullchain\n")
+    );
+    assert!(f["/etc/postfix/main.cf"].contains("non_smtpd_milters = unix:opendkim/opendkim.sock"));
+    assert!(
+        f["/etc/postfix/master.cf"].contains("  -o smtpd_milters=unix:opendkim/opendkim.sock\n")
+    );
+    assert!(f["/etc/postfix/master.cf"].contains("smtpd_client_connection_count_limit=200\n"));
+    assert!(f["/etc/dovecot/dovecot.conf"].contains(
+        "quota_warning = storage=75%% quota-warning 350 /home/vmail/mail/chat.example.org/%u"
+    ));
+    assert!(f["/etc/dovecot/dovecot.conf"].contains("imap_hibernate_timeout = 30s"));
+    assert_eq!(
+        f["/etc/dkimkeys/KeyTable"],
+        "opendkim._domainkey.chat.example.org chat.example.org:opendkim:/etc/dkimkeys/opendkim.private\n"
+    );
+    assert_eq!(f["/etc/mailname"], "chat.example.org\n");
+    let autoconfig = &f["/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml"];
+    let ports: Vec<&str> = autoconfig
+        .match_indices("<port>")
+        .map(|(i, _)| &autoconfig[i + 6..i + 9])
+        .collect();
+    assert_eq!(ports, ["993", "143", "443", "465", "587", "443"]);
+    assert_eq!(
+        f["/var/www/html/.well-known/mta-sts.txt"],
+        "version: STSv1\nmode: enforce\nmx: chat.example.org\nmax_age: 2419200\n"
+    );
+}
+
+#[test]
+fn underscore_relay_is_self_signed() {
+    let f = files("[params]\nmail_domain = _relay-a.test\n");
+    every_template_is_used(&f);
+    let nginx = &f["/etc/nginx/nginx.conf"];
+    assert!(nginx.contains("limit_req_zone $binary_remote_addr zone=newaccount:10m rate=2r/s;"));
+    assert!(nginx.contains("limit_req zone=newaccount burst=5 nodelay;"));
+    assert!(
+        !nginx.contains("dcaccount:"),
+        "no GET redirect of /new in self mode"
+    );
+    assert!(nginx.contains("ssl_certificate /etc/ssl/certs/mailserver.pem;"));
+    assert!(!f.contains_key("/var/lib/acme/conf/target"));
+    assert!(f["/etc/dovecot/dovecot.conf"].contains("ssl_key = </etc/ssl/private/mailserver.key"));
+}
+
+#[test]
+fn ipv4_relay_has_no_dkim_and_bracketed_domain() {
+    let f = files("[params]\nmail_domain = 203.0.113.7\ndisable_ipv6 = true\n");
+    every_template_is_used(&f);
+    let main = &f["/etc/postfix/main.cf"];
+    assert!(main.contains("mydestination = [203.0.113.7]\n"));
+    assert!(main.contains("myhostname = 7.113.0.203.in-addr.arpa\n"));
+    assert!(main.contains("inet_protocols = ipv4\n"));
+    assert!(!main.contains("milter"));
+    assert!(!f["/etc/postfix/master.cf"].contains("opendkim"));
+    assert!(!f.contains_key("/etc/opendkim.conf"));
+    assert_eq!(f["/etc/mailname"], "[203.0.113.7]\n");
+    assert!(!f["/etc/nginx/nginx.conf"].contains("[::]"));
+    assert!(f["/etc/dovecot/dovecot.conf"].starts_with("# Dovecot"));
+    assert!(f["/etc/dovecot/dovecot.conf"].contains("\nlisten = 0.0.0.0\n"));
+    assert!(f["/etc/unbound/unbound.conf.d/chatmail.conf"].contains("do-ip6: no"));
+}
+
+#[test]
+fn external_certificate_relay() {
+    let f = files(
+        "[params]\nmail_domain = chat.example.org\ntls_external_cert_and_key = /etc/my/cert.pem /etc/my/key.pem\nmtail_address = 127.0.0.1\nimap_compress = true\nprivacy_mail = privacy@example.org\n",
+    );
+    every_template_is_used(&f);
+    assert!(f["/etc/nginx/nginx.conf"].contains("ssl_certificate_key /etc/my/key.pem;"));
+    assert_eq!(
+        f["/etc/systemd/system/tls-cert-reload.path"]
+            .lines()
+            .find(|l| l.starts_with("PathChanged")),
+        Some("PathChanged=/etc/my/cert.pem")
+    );
+    let dovecot = &f["/etc/dovecot/dovecot.conf"];
+    assert!(dovecot.contains("last_login imap_zlib\n"));
+    assert!(
+        !dovecot.contains("imap_hibernate_timeout"),
+        "no hibernation with COMPRESS"
+    );
+    assert!(dovecot.contains("mail_server_admin = mailto:privacy@example.org"));
+    assert!(dovecot.contains("address = 127.0.0.1"));
+}
+
+#[test]
+fn units_point_at_the_binaries_and_the_ini() {
+    let f = files("[params]\nmail_domain = _relay-a.test\n");
+    let doveauth = &f["/etc/systemd/system/doveauth.service"];
+    assert!(doveauth.contains(
+        "ExecStart=/usr/local/bin/doveauth /run/doveauth/doveauth.socket /usr/local/lib/chatmaild/chatmail.ini\n"
+    ));
+    assert!(doveauth.contains("UMask=0077"));
+    assert!(!f["/etc/systemd/system/lastlogin.service"].contains("UMask"));
+    assert!(
+        f["/etc/systemd/system/lastlogin.service"].contains("RuntimeDirectory=chatmail-lastlogin")
+    );
+    assert!(f["/etc/systemd/system/filtermail-transport.service"].contains("LimitNOFILE=524288"));
+    assert!(f["/etc/systemd/system/chatmail-fsreport.timer"].contains("Persistent=true"));
+    assert!(f["/etc/systemd/system/chatmail-expire.service"].contains(
+        "ExecStart=/usr/local/bin/chatmail-expire /usr/local/lib/chatmaild/chatmail.ini -v --remove"
+    ));
+    assert_eq!(
+        f["/usr/local/lib/chatmaild/chatmail.ini"],
+        "[params]\nmail_domain = _relay-a.test\n"
+    );
+}

@@ -1,0 +1,44 @@
+//! A local validating resolver: the relay checks DKIM and MTA-STS through it.
+
+use operations::{Directory, Service, State};
+
+use super::{Component, Relay};
+
+const UNBOUND: &str = "unbound.service";
+
+pub struct Unbound;
+
+impl Component for Unbound {
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.package("unbound")
+            .package("dns-root-data")
+            .package("dnsutils");
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(relay.file("/etc/resolv.conf", "unbound/resolv.conf")?);
+        s.directory(Directory::new("/etc/unbound/unbound.conf.d"));
+        s.file(
+            relay
+                .file(
+                    "/etc/unbound/unbound.conf.d/chatmail.conf",
+                    "unbound/chatmail.conf.j2",
+                )?
+                .restarts(UNBOUND),
+        );
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(Service {
+            unit: "systemd-resolved.service".into(),
+            enabled: None,
+            running: None,
+            masked: true,
+        });
+        s.service(Service::running(UNBOUND));
+        s.service(Service::stopped("unbound-resolvconf.service"));
+        Ok(())
+    }
+}
