@@ -15,6 +15,7 @@ pub mod dict;
 pub mod doveauth;
 pub mod error;
 pub mod expire;
+pub mod filtermail;
 pub mod fsreport;
 pub mod fsutil;
 pub mod lastlogin;

@@ -1,0 +1,56 @@
+//! `filtermail <chatmail.ini> (outgoing|incoming|transport)`: the relay's SMTP filter.
+
+use std::process::ExitCode;
+
+use chatmaild::config::Config;
+use chatmaild::filtermail::{self, Mode, Settings};
+
+fn main() -> ExitCode {
+    chatmaild::logging::init();
+    // mtail and the tests read filtermail's info lines, so info is the default level here.
+    if std::env::var_os("CHATMAILD_LOG").is_none() {
+        let level = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(log::LevelFilter::Info);
+        log::set_max_level(level);
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("filtermail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [ini, mode] = &args[..] else {
+        return Err("usage: filtermail <chatmail.ini> (outgoing|incoming|transport)".into());
+    };
+    let mode: Mode = mode.parse()?;
+    let config = Config::load(ini).map_err(|e| e.to_string())?;
+    let settings = Settings::from_config(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = filtermail::run(settings, mode) => r,
+            r = shutdown_signal() => r,
+        }
+    })
+}
+
+async fn shutdown_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

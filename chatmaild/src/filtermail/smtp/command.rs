@@ -1,0 +1,106 @@
+//! Parsing of SMTP/LMTP command lines.
+
+use crate::filtermail::address::parse_path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Helo,
+    /// `EHLO` or `LHLO`.
+    Ehlo,
+    /// `Ok(None)` is the null sender.
+    Mail(Result<Option<String>, ()>),
+    Rcpt(Result<String, ()>),
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Unknown,
+}
+
+/// Parse one command line (with or without the trailing CRLF).
+pub fn parse(line: &[u8]) -> Command {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Command::Unknown;
+    };
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "HELO" => Command::Helo,
+        "EHLO" | "LHLO" => Command::Ehlo,
+        "MAIL" => match strip_keyword(rest, "FROM:") {
+            Some(arg) => Command::Mail(parse_path(arg)),
+            None => Command::Mail(Err(())),
+        },
+        "RCPT" => match strip_keyword(rest, "TO:") {
+            Some(arg) => Command::Rcpt(match parse_path(arg) {
+                Ok(Some(addr)) => Ok(addr),
+                _ => Err(()),
+            }),
+            None => Command::Rcpt(Err(())),
+        },
+        "DATA" => Command::Data,
+        "RSET" => Command::Rset,
+        "NOOP" => Command::Noop,
+        "QUIT" => Command::Quit,
+        _ => Command::Unknown,
+    }
+}
+
+fn strip_keyword<'a>(s: &'a str, keyword: &str) -> Option<&'a str> {
+    let s = s.trim_start();
+    let head = s.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| &s[keyword.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs() {
+        assert_eq!(parse(b"HELO x\r\n"), Command::Helo);
+        assert_eq!(parse(b"ehlo localhost\r\n"), Command::Ehlo);
+        assert_eq!(parse(b"LHLO localhost\r\n"), Command::Ehlo);
+        assert_eq!(parse(b"DATA\r\n"), Command::Data);
+        assert_eq!(parse(b"data\r\n"), Command::Data);
+        assert_eq!(parse(b"RSET\r\n"), Command::Rset);
+        assert_eq!(parse(b"NOOP whatever\r\n"), Command::Noop);
+        assert_eq!(parse(b"QUIT\r\n"), Command::Quit);
+        assert_eq!(parse(b"VRFY a@b\r\n"), Command::Unknown);
+        assert_eq!(parse(b"STARTTLS\r\n"), Command::Unknown);
+        assert_eq!(parse(b"\r\n"), Command::Unknown);
+        assert_eq!(parse(b"\xff\xfe\r\n"), Command::Unknown);
+        assert_eq!(parse(b"DATAX\r\n"), Command::Unknown);
+    }
+
+    #[test]
+    fn mail_from() {
+        assert_eq!(
+            parse(b"MAIL FROM:<A@Example.org> SIZE=100 BODY=8BITMIME\r\n"),
+            Command::Mail(Ok(Some("a@example.org".into())))
+        );
+        assert_eq!(
+            parse(b"mail from: <a@example.org>\r\n"),
+            Command::Mail(Ok(Some("a@example.org".into())))
+        );
+        assert_eq!(parse(b"MAIL FROM:<>\r\n"), Command::Mail(Ok(None)));
+        assert_eq!(parse(b"MAIL FROM:<bad>\r\n"), Command::Mail(Err(())));
+        assert_eq!(parse(b"MAIL TO:<a@b.c>\r\n"), Command::Mail(Err(())));
+        assert_eq!(parse(b"MAIL\r\n"), Command::Mail(Err(())));
+    }
+
+    #[test]
+    fn rcpt_to() {
+        assert_eq!(
+            parse(b"RCPT TO:<B@example.org> NOTIFY=NEVER ORCPT=rfc822;b@example.org\r\n"),
+            Command::Rcpt(Ok("b@example.org".into()))
+        );
+        assert_eq!(parse(b"RCPT TO:<>\r\n"), Command::Rcpt(Err(())));
+        assert_eq!(parse(b"RCPT TO:<a@b.c\r\n"), Command::Rcpt(Err(())));
+        assert_eq!(parse(b"RCPT FROM:<a@b.c>\r\n"), Command::Rcpt(Err(())));
+    }
+}

@@ -1,0 +1,36 @@
+//! The small SMTP/LMTP server filtermail listens with, and the client it re-injects with.
+//!
+//! Only trusted local peers talk to it (Postfix), so it implements what Postfix's proxy
+//! filter and LMTP client use, strictly and with bounded memory.
+
+pub mod client;
+pub mod command;
+pub mod server;
+
+use std::future::Future;
+
+use super::reply::Reply;
+
+/// One mail transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// `None` is the null sender `<>`.
+    pub mail_from: Option<String>,
+    pub rcpt_to: Vec<String>,
+    /// The DATA bytes as transmitted (dot-stuffed, CRLF), without the final `.` line.
+    pub data: Vec<u8>,
+}
+
+/// What a filtermail mode decides at each step of a transaction.
+pub trait Handler: Send + Sync + 'static {
+    fn mail_from(&self, _sender: Option<&str>) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    fn rcpt_to(&self, _recipient: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    /// Check and forward a complete message; the reply goes back to the client.
+    fn data(&self, envelope: Envelope) -> impl Future<Output = Reply> + Send;
+}

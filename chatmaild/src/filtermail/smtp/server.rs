@@ -1,0 +1,268 @@
+//! SMTP/LMTP server loop: one task per connection, bounded memory per line and message.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use super::command::{self, Command};
+use super::{Envelope, Handler};
+use crate::filtermail::data;
+use crate::filtermail::reply::Reply;
+
+/// Command lines longer than this are refused (RFC 5321 allows 512 octets plus extension
+/// parameters; Postfix's own limit is 2048).
+const MAX_COMMAND_LINE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// How long to wait for the next line before dropping the connection.
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    pub fn new(max_message_size: usize) -> Limits {
+        Limits {
+            max_message_size,
+            // Postfix's smtpd_recipient_limit default; the relay advertises 1000 to clients.
+            max_recipients: 1000,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Accept connections forever, one task each.
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, limits: Limits) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                // Replies are small and latency-bound; Nagle would add delay per command.
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let limits = limits.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = session(stream, &*handler, &limits).await {
+                        log::debug!("connection from {peer}: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning on the error.
+                log::error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    }
+}
+
+/// Outcome of reading one line.
+struct LineRead {
+    /// The line ended with LF (otherwise the peer closed the connection mid-line).
+    complete: bool,
+    /// More bytes arrived than the caller allowed; only the first ones were kept.
+    overflow: bool,
+}
+
+/// Read up to and including the next LF, appending at most `cap` bytes to `out` and
+/// discarding the rest of the line.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<LineRead> {
+    let mut kept = 0usize;
+    let mut overflow = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(LineRead {
+                complete: false,
+                overflow,
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let take = chunk.len().min(cap - kept);
+        out.extend_from_slice(&chunk[..take]);
+        kept += take;
+        overflow |= take < chunk.len();
+        let consumed = chunk.len();
+        reader.consume(consumed);
+        if done {
+            return Ok(LineRead {
+                complete: true,
+                overflow,
+            });
+        }
+    }
+}
+
+async fn with_timeout<T>(
+    limit: Duration,
+    fut: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle timeout"))?
+}
+
+/// Run one SMTP/LMTP session on an established stream.
+pub async fn session<S, H>(stream: S, handler: &H, limits: &Limits) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut reader = BufReader::new(rd);
+    wr.write_all(b"220 filtermail SMTP\r\n").await?;
+    wr.flush().await?;
+
+    let mut mail_from: Option<Option<String>> = None;
+    let mut rcpt_to: Vec<String> = Vec::new();
+    let mut line = Vec::with_capacity(256);
+
+    loop {
+        line.clear();
+        let read = with_timeout(
+            limits.idle_timeout,
+            read_line(&mut reader, &mut line, MAX_COMMAND_LINE),
+        )
+        .await?;
+        if !read.complete {
+            return Ok(());
+        }
+        let reply: String = if read.overflow {
+            "500 5.5.2 Error: line too long\r\n".into()
+        } else {
+            match command::parse(&line) {
+                Command::Helo => "250-filtermail\r\n250 OK\r\n".into(),
+                Command::Ehlo => {
+                    mail_from = None;
+                    rcpt_to.clear();
+                    "250-filtermail\r\n250-8BITMIME\r\n250 OK\r\n".into()
+                }
+                Command::Mail(_) if mail_from.is_some() => {
+                    "503 5.5.1 Error: nested MAIL command\r\n".into()
+                }
+                Command::Mail(Err(())) => "500 Invalid address in MAIL FROM\r\n".into(),
+                Command::Mail(Ok(sender)) => match handler.mail_from(sender.as_deref()) {
+                    Ok(()) => {
+                        mail_from = Some(sender);
+                        Reply::ok().to_line()
+                    }
+                    Err(reply) => reply.to_line(),
+                },
+                Command::Rcpt(_) if mail_from.is_none() => {
+                    "503 5.5.1 Error: need MAIL command\r\n".into()
+                }
+                Command::Rcpt(Err(())) => "501 5.1.3 Bad recipient address syntax\r\n".into(),
+                Command::Rcpt(Ok(_)) if rcpt_to.len() >= limits.max_recipients => {
+                    "452 4.5.3 Error: too many recipients\r\n".into()
+                }
+                Command::Rcpt(Ok(rcpt)) => match handler.rcpt_to(&rcpt) {
+                    Ok(()) => {
+                        rcpt_to.push(rcpt);
+                        Reply::ok().to_line()
+                    }
+                    Err(reply) => reply.to_line(),
+                },
+                Command::Data if mail_from.is_none() => {
+                    "503 5.5.1 Error: need MAIL command\r\n".into()
+                }
+                Command::Data if rcpt_to.is_empty() => {
+                    "503 5.5.1 Error: need RCPT command\r\n".into()
+                }
+                Command::Data => {
+                    wr.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        .await?;
+                    wr.flush().await?;
+                    let received = receive_data(&mut reader, limits).await?;
+                    let envelope = Envelope {
+                        mail_from: mail_from.take().flatten(),
+                        rcpt_to: std::mem::take(&mut rcpt_to),
+                        data: Vec::new(),
+                    };
+                    match received {
+                        Received::Closed => return Ok(()),
+                        Received::TooBig => Reply::message_too_big().to_line(),
+                        Received::Data(bytes) if !data::is_valid(&bytes) => {
+                            Reply::invalid_data().to_line()
+                        }
+                        Received::Data(bytes) => handler
+                            .data(Envelope {
+                                data: bytes,
+                                ..envelope
+                            })
+                            .await
+                            .to_line(),
+                    }
+                }
+                Command::Rset => {
+                    mail_from = None;
+                    rcpt_to.clear();
+                    Reply::ok().to_line()
+                }
+                Command::Noop => Reply::ok().to_line(),
+                Command::Quit => {
+                    wr.write_all(b"221 OK\r\n").await?;
+                    wr.flush().await?;
+                    return Ok(());
+                }
+                Command::Unknown => "500 Command not recognized\r\n".into(),
+            }
+        };
+        wr.write_all(reply.as_bytes()).await?;
+        wr.flush().await?;
+    }
+}
+
+enum Received {
+    Data(Vec<u8>),
+    TooBig,
+    Closed,
+}
+
+/// Collect DATA lines until the lone dot. Past the size limit the rest is read and
+/// dropped, so that the client's next command is not mistaken for message text.
+async fn receive_data<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limits: &Limits,
+) -> io::Result<Received> {
+    let mut data = Vec::new();
+    let mut too_big = false;
+    let mut scratch = Vec::with_capacity(8);
+    loop {
+        let (read, line): (LineRead, &[u8]) = if too_big {
+            scratch.clear();
+            let r = with_timeout(limits.idle_timeout, read_line(reader, &mut scratch, 3)).await?;
+            (r, &scratch)
+        } else {
+            let start = data.len();
+            // Room for the terminator even when the message is exactly at the limit.
+            let room = (limits.max_message_size + 3).saturating_sub(start).max(3);
+            let r = with_timeout(limits.idle_timeout, read_line(reader, &mut data, room)).await?;
+            (r, &data[start..])
+        };
+        if !read.complete {
+            return Ok(Received::Closed);
+        }
+        if !read.overflow && line == b".\r\n" {
+            if too_big {
+                return Ok(Received::TooBig);
+            }
+            let len = data.len() - 3;
+            data.truncate(len);
+            return Ok(Received::Data(data));
+        }
+        if !too_big && (read.overflow || data.len() > limits.max_message_size) {
+            too_big = true;
+            data = Vec::new();
+        }
+    }
+}
