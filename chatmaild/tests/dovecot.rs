@@ -364,6 +364,48 @@ fn imap_login_creates_account_and_records_last_login() {
 }
 
 #[test]
+fn unusual_passwords_round_trip() {
+    require_dovecot!();
+    let relay = Relay::start();
+    // %E escapes quote, apostrophe and backslash; non-ASCII and spaces pass as they are.
+    for (i, password) in [
+        "it's \"quoted\" \\ too",
+        "pässwörd mit Leerzeichen",
+        "пароль-密码-🔑",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let addr = format!("pwtest{i:03}@{DOMAIN}");
+        let mut imap = relay.imap();
+        let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+        assert!(status.starts_with("OK"), "{password:?}: {status}");
+        imap.cmd("LOGOUT");
+        let stored = std::fs::read_to_string(relay.mbox.join(&addr).join("password")).unwrap();
+        assert!(
+            chatmaild::crypt::verify_password(password, &stored),
+            "{password:?}"
+        );
+        let mut imap = relay.imap();
+        let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+        assert!(
+            status.starts_with("OK"),
+            "second login {password:?}: {status}"
+        );
+    }
+    // Dovecot itself refuses control characters in passwords; nothing gets created.
+    let addr = format!("ctrlchars@{DOMAIN}");
+    let mut imap = relay.imap();
+    let (_, status) = imap.cmd(&format!(
+        "LOGIN {} {}",
+        quoted(&addr),
+        quoted("ctrl\u{1}chars-pw")
+    ));
+    assert!(status.starts_with("NO"), "{status}");
+    assert!(!relay.mbox.join(&addr).exists());
+}
+
+#[test]
 fn imap_login_refused_for_bad_new_accounts() {
     require_dovecot!();
     let relay = Relay::start();
