@@ -2,7 +2,8 @@
 //! locking, atomic writes) and passdb lookups of existing accounts.
 //!
 //! `cargo bench -p chatmaild --bench doveauth` (env BENCH_USERS, BENCH_LOOKUPS,
-//! BENCH_CONNECTIONS override the sizes).
+//! BENCH_CONNECTIONS override the sizes). With BENCH_SOCKET=<path> the load goes to an
+//! already running doveauth for `chat.example.org` instead (to compare implementations).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,11 +65,20 @@ async fn main() {
     let auth = AuthDict::new(config)
         .with_nocreate_file(tmp.path().join("nocreate"))
         .with_resource_gate(Arc::new(|_: &Config| true));
-    let socket = tmp.path().join("doveauth.socket");
-    let listener = dict::bind(&socket).unwrap();
-    tokio::spawn(dict::serve_listener(listener, Arc::new(auth)));
+    let socket = match std::env::var_os("BENCH_SOCKET") {
+        Some(external) => external.into(),
+        None => {
+            let socket = tmp.path().join("doveauth.socket");
+            let listener = dict::bind(&socket).unwrap();
+            tokio::spawn(dict::serve_listener(listener, Arc::new(auth)));
+            socket
+        }
+    };
+    // Distinct names per run, so that creations really create against an external server.
+    let run_id = std::process::id() % 1000;
 
-    let key = |i: usize| format!("shared/passdb/password-{i:04}\"u{i:08}@chat.example.org");
+    let key =
+        |i: usize| format!("shared/passdb/password-{i:04}\"{run_id:03}{i:06}@chat.example.org");
     let create: Arc<Vec<String>> = Arc::new((0..users).map(key).collect());
     let secs = run(&socket, connections, create).await;
     println!(
