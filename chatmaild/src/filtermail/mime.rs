@@ -38,7 +38,7 @@ impl<'a> Mail<'a> {
     /// More than one `From:` header or more than one address is refused: the relay's
     /// check would look at one of them and a client might display another.
     pub fn from_address(&self) -> Result<String, String> {
-        let raw = self.msg.header_raw("From").unwrap_or("").trim().to_owned();
+        let raw = self.first_raw_header(HeaderName::From);
         let count = self
             .msg
             .root_part()
@@ -65,6 +65,20 @@ impl<'a> Mail<'a> {
         } else {
             Err(raw)
         }
+    }
+
+    /// The unparsed value of the first header of that name (mail-parser's accessors
+    /// return the last one; upstream reports the first).
+    fn first_raw_header(&self, name: HeaderName<'_>) -> String {
+        let raw = self.msg.raw_message();
+        self.msg
+            .root_part()
+            .headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| raw.get(h.offset_start as usize..h.offset_end as usize))
+            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+            .unwrap_or_default()
     }
 
     fn header_text(&self, name: &'static str) -> Option<&str> {
