@@ -76,19 +76,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// The deploying checkout's commit and uncommitted changes, as upstream writes it.
+/// The tool's version and the commit it was built from: stable for one build, so that a
+/// re-run with the same binary changes nothing.
 fn version_stamp() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(head) => head + &git(&["diff"]).unwrap_or_default(),
-        None => format!("chatmail-deploy {}\n", env!("CARGO_PKG_VERSION")),
-    }
+    format!(
+        "{}\nchatmail-deploy {}\n",
+        env!("CHATMAIL_DEPLOY_COMMIT"),
+        env!("CARGO_PKG_VERSION")
+    )
 }

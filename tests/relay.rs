@@ -1,0 +1,236 @@
+//! The whole relay deployed to real Debian 12 test hosts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Run, TestHost, enabled, known_hosts, run};
+
+/// The units a self-signed relay must have running.
+const UNITS: &[&str] = &[
+    "unbound.service",
+    "doveauth.service",
+    "chatmail-metadata.service",
+    "lastlogin.service",
+    "chatmail-expire.timer",
+    "chatmail-fsreport.timer",
+    "filtermail.service",
+    "filtermail-incoming.service",
+    "filtermail-transport.service",
+    "opendkim.service",
+    "dovecot.service",
+    "postfix.service",
+    "fcgiwrap.socket",
+    "nginx.service",
+];
+
+/// The relay binaries, built for this machine (the test hosts have the same arch).
+fn bin_dir() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "chatmaild", "--bins"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the relay binaries failed");
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"));
+    exe.parent().unwrap().to_path_buf()
+}
+
+struct Relay {
+    host: TestHost,
+    ini: PathBuf,
+    bins: PathBuf,
+}
+
+impl Relay {
+    fn new(name: &str, domain: &str) -> Relay {
+        let bins = bin_dir();
+        let host = TestHost::up(name);
+        let dir = std::env::temp_dir().join(format!("relay-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ini = dir.join("chatmail.ini");
+        let _ = std::fs::remove_file(&ini);
+        let init = run(
+            &deploy_tool(),
+            &["init", domain, "--config", ini.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(init.code, 0, "{}", init.stderr);
+        Relay { host, ini, bins }
+    }
+
+    fn deploy(&self, extra: &[&str]) -> Run {
+        let kh = known_hosts();
+        let mut args = vec![
+            "run",
+            "--ssh-host",
+            &self.host.addr,
+            "--known-hosts",
+            &kh,
+            "--config",
+            self.ini.to_str().unwrap(),
+            "--bin-dir",
+            self.bins.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&deploy_tool(), &args, &[])
+    }
+
+    fn main_pids(&self) -> String {
+        let units = UNITS.join(" ");
+        self.host
+            .sh(&format!("systemctl show -p Id,MainPID {units}"))
+    }
+}
+
+fn deploy_tool() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
+}
+
+/// IMAP login with curl over TLS (the certificate is self-signed).
+fn imap_login(addr: &str, user: &str, password: &str) -> bool {
+    Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "20",
+            "--url",
+            &format!("imaps://{addr}/"),
+            "-X",
+            "CAPABILITY",
+        ])
+        .arg("--user")
+        .arg(format!("{user}:{password}"))
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn self_signed_relay_converges_serves_and_is_idempotent() {
+    if !enabled("self_signed_relay") {
+        return;
+    }
+    let relay = Relay::new("relay-conv", "_relay-a.test");
+    let first = relay.deploy(&[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.last_line().starts_with("summary: "));
+
+    let h = &relay.host;
+    assert_eq!(
+        h.sh("systemctl --failed --no-legend --plain"),
+        "",
+        "failed units"
+    );
+    for unit in UNITS {
+        assert_eq!(
+            h.sh(&format!("systemctl is-active {unit}")).trim(),
+            "active",
+            "{unit}"
+        );
+    }
+    // the DKIM key was made on the host and is readable only there
+    assert_eq!(
+        h.sh("stat -c '%U %a' /etc/dkimkeys/opendkim.private")
+            .trim(),
+        "opendkim 600"
+    );
+    assert!(
+        !first.stdout.contains("BEGIN"),
+        "no key material in the output"
+    );
+
+    // accounts: created by the first login, a wrong password fails afterwards
+    assert!(imap_login(
+        &h.addr,
+        "newuser01@_relay-a.test",
+        "a-long-password"
+    ));
+    assert!(
+        h.sh("cat /home/vmail/mail/_relay-a.test/newuser01@_relay-a.test/password")
+            .starts_with("{SHA512-CRYPT}$6$")
+    );
+    assert!(!imap_login(
+        &h.addr,
+        "newuser01@_relay-a.test",
+        "wrong-password"
+    ));
+    let new = Command::new("curl")
+        .args(["-sk", "-X", "POST", &format!("https://{}/new", h.addr)])
+        .output()
+        .unwrap();
+    let new: serde_json::Value = serde_json::from_slice(&new.stdout).expect("/new answers JSON");
+    assert!(new["email"].as_str().unwrap().ends_with("@_relay-a.test"));
+    assert!(new["dclogin_url"].as_str().unwrap().starts_with("dclogin:"));
+
+    // a second run changes and restarts nothing
+    let pids = relay.main_pids();
+    let second = relay.deploy(&[]);
+    assert!(
+        second.last_line().starts_with("summary: 0 changed, "),
+        "{}",
+        second.stdout
+    );
+    assert!(!second.stdout.contains("changed:"));
+    assert!(
+        second.stderr.contains("1 remote command"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(relay.main_pids(), pids, "a no-op run restarted something");
+
+    // a hand edit: the dry run shows exactly that edit and its restart
+    h.sh("echo '# hand edit' >> /etc/postfix/main.cf");
+    let dry = relay.deploy(&["--dry-run"]);
+    let planned: Vec<&str> = dry.stdout.lines().filter(|l| l.starts_with("~ ")).collect();
+    assert_eq!(
+        planned,
+        [
+            "~ file /etc/postfix/main.cf: update content",
+            "~ service postfix.service: restart"
+        ]
+    );
+    assert!(dry.stdout.contains("\n    -# hand edit\n"));
+    assert_eq!(
+        dry.last_line().split(',').next(),
+        Some("summary: 2 to change")
+    );
+    let fix = relay.deploy(&[]);
+    assert!(
+        fix.last_line().starts_with("summary: 2 changed"),
+        "{}",
+        fix.stdout
+    );
+
+    // --disable-mail stops and disables Dovecot and Postfix only; a normal run brings them back
+    let off = relay.deploy(&["--disable-mail"]);
+    assert_eq!(off.code, 0);
+    for unit in ["dovecot.service", "postfix.service"] {
+        assert_eq!(
+            h.try_sh(&format!("systemctl is-active {unit}"))
+                .status
+                .code(),
+            Some(3),
+            "{unit} still active"
+        );
+        assert_eq!(
+            h.sh(&format!("systemctl is-enabled {unit} || true")).trim(),
+            "disabled"
+        );
+    }
+    assert_eq!(
+        h.sh("systemctl is-active nginx.service filtermail.service doveauth.service"),
+        "active\nactive\nactive\n"
+    );
+    let on = relay.deploy(&[]);
+    assert_eq!(on.code, 0);
+    assert_eq!(
+        h.sh("systemctl is-active dovecot.service postfix.service"),
+        "active\nactive\n"
+    );
+    assert!(
+        imap_login(&h.addr, "newuser01@_relay-a.test", "a-long-password"),
+        "the account survived"
+    );
+}
