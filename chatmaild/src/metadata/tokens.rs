@@ -270,6 +270,22 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_adds_keep_every_token() {
+        let (_tmp, s) = store();
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        s.add(A, &format!("tok-{t}-{i}")).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(s.tokens(A).unwrap().len(), 80);
+    }
+
+    #[test]
     fn invalid_addresses() {
         let (_tmp, s) = store();
         for bad in ["", "noat", "../x@y", "a/b@c"] {
