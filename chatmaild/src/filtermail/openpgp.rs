@@ -334,7 +334,8 @@ mod tests {
     fn length_encodings() {
         // Two-octet length: 192..8383.
         let body = vec![1u8; 300];
-        let (a, b) = ((300 - 192) / 256 + 192, (300 - 192) % 256);
+        let len = body.len() - 192;
+        let (a, b) = (len / 256 + 192, len % 256);
         let mut two = vec![0xc0 | 18, a as u8, b as u8];
         two.extend_from_slice(&body);
         assert_eq!(check_packets(&[pkesk(), two].concat()), Ok(()));
