@@ -234,3 +234,96 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         "the account survived"
     );
 }
+
+/// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
+/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
+fn e2e_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv");
+    let python = venv.join("bin/python3");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success()
+            && Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "deltachat-rpc-server",
+                    "deltachat-rpc-client",
+                ])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "cannot install the Delta Chat client from PyPI");
+    }
+    python
+}
+
+fn test_dns(records: &[&str]) {
+    let ok = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/dns"))
+        .arg("add")
+        .args(records)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "dns add failed");
+}
+
+#[test]
+fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
+    if !enabled("chat_client_e2e") {
+        return;
+    }
+    let python = e2e_python();
+    let relay = Relay::new("relay-e2e", "_relay-e2e.test");
+    let addr = relay.host.addr.clone();
+    test_dns(&[
+        &format!("_relay-e2e.test. 60 IN A {addr}"),
+        "_relay-e2e.test. 60 IN MX 10 _relay-e2e.test.",
+    ]);
+    assert_eq!(relay.deploy(&[]).code, 0);
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("tests/e2e/with-test-dns"))
+        .arg(&python)
+        .arg(root.join("tests/e2e/chat.py"))
+        .args(["_relay-e2e.test", &addr])
+        .envs(common::ssh_env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(out.status.success(), "the chat client check failed");
+    let results: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(results["encrypted_both_ways"], true);
+    assert!(
+        results["cleartext"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 523"),
+        "{results}"
+    );
+    assert!(
+        results["bob"].as_str().unwrap().starts_with("e2e"),
+        "the chosen address was created by login"
+    );
+}
