@@ -9,6 +9,7 @@ Exits non-zero on any failure. The relay's name must resolve (run it with the te
 """
 
 import json
+import os
 import smtplib
 import ssl
 import sys
@@ -38,14 +39,15 @@ def main():
     chosen_pw = "e2e-password-123"
     chosen_link = "dclogin:{}?p={}&v=1&ic=3".format(chosen, urllib.parse.quote(chosen_pw))
 
-    with tempfile.TemporaryDirectory() as accounts_dir, Rpc(accounts_dir=accounts_dir) as rpc:
+    server = os.path.join(os.path.dirname(sys.executable), "deltachat-rpc-server")
+    with tempfile.TemporaryDirectory() as accounts_dir, Rpc(accounts_dir=accounts_dir, rpc_server_path=server) as rpc:
         dc = DeltaChat(rpc)
         alice, bob = dc.add_account(), dc.add_account()
         t = time.time()
         alice.add_transport_from_qr(creds["dclogin_url"])
         bob.add_transport_from_qr(chosen_link)
         results["configure_s"] = round(time.time() - t, 2)
-        results["alice"], results["bob"] = alice.get_config("addr"), bob.get_config("addr")
+        results["alice"], results["bob"] = creds["email"], chosen
         alice.bring_online()
         bob.bring_online()
 
@@ -80,6 +82,8 @@ def main():
             s.send_message(mail)
             results["cleartext"] = "accepted"
         except smtplib.SMTPDataError as e:
+            results["cleartext"] = f"refused {e.smtp_code}"
+        except smtplib.SMTPSenderRefused as e:
             results["cleartext"] = f"refused {e.smtp_code}"
         except smtplib.SMTPRecipientsRefused as e:
             results["cleartext"] = f"refused {list(e.recipients.values())[0][0]}"
