@@ -22,6 +22,7 @@ pub mod lastlogin;
 pub mod logging;
 pub mod mailbox;
 pub mod metadata;
+pub mod migrate;
 pub mod newemail;
 pub mod syslimits;
 pub mod user;

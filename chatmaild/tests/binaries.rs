@@ -185,16 +185,17 @@ fn usage_errors() {
 }
 
 #[test]
-fn doveauth_refuses_unmigrated_sqlite_db() {
+fn doveauth_fails_on_unreadable_sqlite_db() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, _) = write_ini(tmp.path(), "");
-    std::fs::write(tmp.path().join("passdb.sqlite"), "").unwrap();
+    std::fs::write(tmp.path().join("passdb.sqlite"), "not a database").unwrap();
     let (code, err) = run_to_end(
         env!("CARGO_BIN_EXE_doveauth"),
         &[&tmp.path().join("s"), &ini],
     );
     assert_eq!(code, Some(1));
-    assert!(err.contains("passdb.sqlite"), "{err}");
+    assert!(err.contains("migration"), "{err}");
+    assert!(tmp.path().join("passdb.sqlite").exists());
 }
 
 #[test]

@@ -3,17 +3,12 @@
 use std::process::ExitCode;
 
 use chatmaild::doveauth::AuthDict;
+use chatmaild::migrate::migrate_from_db;
 
 fn main() -> ExitCode {
-    // The one-time migration from the pre-2024 SQLite password database is not
-    // implemented; refuse to start rather than silently ignore existing accounts.
     chatmaild::cli::run_dict_service("doveauth", |config| {
-        if config.passdb_path.exists() {
-            return Err(format!(
-                "legacy password database {} exists; migrate it with the Python doveauth first",
-                config.passdb_path.display()
-            ));
-        }
+        // Accounts of relays from before 2024 live in SQLite until the first start.
+        migrate_from_db(&config).map_err(|e| format!("migration from SQLite failed: {e}"))?;
         Ok(AuthDict::new(config))
     })
 }
