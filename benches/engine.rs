@@ -25,19 +25,33 @@ fn main() {
         .status()
         .expect("cargo build");
     assert!(status.success());
-    let webhost = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/webhost");
+    let webhost =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/webhost");
     let host = TestHost::up("bench-engine");
     let kh = known_hosts();
 
-    println!("{:<34} {:>10} {:>10} {:>10} {:>9}", "case", "min s", "median s", "max s", "commands");
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>9}",
+        "case", "min s", "median s", "max s", "commands"
+    );
     for extra in ["0", "100"] {
-        let args = ["--ssh-host", host.addr.as_str(), "--known-hosts", kh.as_str(), "--extra-files", extra];
+        let args = [
+            "--ssh-host",
+            host.addr.as_str(),
+            "--known-hosts",
+            kh.as_str(),
+            "--extra-files",
+            extra,
+        ];
         let t = Instant::now();
         let first = run(&webhost, &args, &[]);
         assert_eq!(first.code, 0, "{}", first.stderr);
         let label = format!("first run, {extra} extra files");
         let secs = t.elapsed().as_secs_f64();
-        println!("{label:<34} {secs:>10.3} {secs:>10.3} {secs:>10.3} {:>9}", commands(&first.stderr));
+        println!(
+            "{label:<34} {secs:>10.3} {secs:>10.3} {secs:>10.3} {:>9}",
+            commands(&first.stderr)
+        );
 
         let mut times = Vec::new();
         let mut cmds = 0;
@@ -45,7 +59,11 @@ fn main() {
             let t = Instant::now();
             let r = run(&webhost, &args, &[]);
             times.push(t.elapsed().as_secs_f64());
-            assert!(r.last_line().starts_with("summary: 0 changed"), "{}", r.stdout);
+            assert!(
+                r.last_line().starts_with("summary: 0 changed"),
+                "{}",
+                r.stdout
+            );
             cmds = commands(&r.stderr);
         }
         times.sort_by(f64::total_cmp);

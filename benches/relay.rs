@@ -1,0 +1,184 @@
+//! The full relay on a test host: fresh deploy and no-op re-run wall times and remote
+//! commands, and message delivery latency through the deployed relay with a real chat client.
+//!
+//!     CHATMAIL_TESTHOSTS=1 cargo bench --bench relay [-- COUNT]
+//!
+//! Prints numbers; asserts only that the runs worked.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::{TestHost, known_hosts, run};
+
+const RERUNS: usize = 5;
+const DOMAIN: &str = "_bench-relay.test";
+
+fn main() {
+    if !common::enabled("relay bench") {
+        return;
+    }
+    let count: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--workspace", "--bins"])
+        .current_dir(root)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let bins = root.join("target/release");
+    let tool = bins.join("chatmail-deploy");
+    let host = TestHost::up("bench-relay");
+    let dns = |record: String| {
+        Command::new("bash")
+            .arg(root.join("tests/testhost/dns"))
+            .arg("add")
+            .arg(record)
+            .status()
+            .unwrap()
+    };
+    dns(format!("{DOMAIN}. 60 IN A {}", host.addr));
+    dns(format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."));
+    let dir = root.join("target/bench-relay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ini = dir.join("chatmail.ini");
+    let _ = std::fs::remove_file(&ini);
+    assert_eq!(
+        run(
+            &tool,
+            &["init", DOMAIN, "--config", ini.to_str().unwrap()],
+            &[]
+        )
+        .code,
+        0
+    );
+    let mut text = std::fs::read_to_string(&ini).unwrap();
+    text.push_str("max_load_1m = 1000\n");
+    std::fs::write(&ini, text).unwrap();
+    let kh = known_hosts();
+    let args = [
+        "run",
+        "--ssh-host",
+        &host.addr,
+        "--known-hosts",
+        &kh,
+        "--config",
+        ini.to_str().unwrap(),
+        "--bin-dir",
+        bins.to_str().unwrap(),
+    ];
+
+    println!(
+        "{:<30} {:>9} {:>9} {:>9} {:>9}",
+        "case", "min s", "median s", "max s", "commands"
+    );
+    let t = Instant::now();
+    let first = run(&tool, &args, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "{:<30} {s:>9.2} {s:>9.2} {s:>9.2} {:>9}",
+        "fresh deploy",
+        commands(&first.stderr)
+    );
+
+    let pids = host.sh("systemctl show -p Id,MainPID --type=service --state=running");
+    let mut times = Vec::new();
+    let mut cmds = 0;
+    for _ in 0..RERUNS {
+        let t = Instant::now();
+        let r = run(&tool, &args, &[]);
+        times.push(t.elapsed().as_secs_f64());
+        assert!(
+            r.last_line().starts_with("summary: 0 changed"),
+            "{}",
+            r.stdout
+        );
+        cmds = commands(&r.stderr);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{:<30} {:>9.2} {:>9.2} {:>9.2} {cmds:>9}",
+        "no-op re-run",
+        times[0],
+        times[RERUNS / 2],
+        times[RERUNS - 1]
+    );
+    let restarted = pids != host.sh("systemctl show -p Id,MainPID --type=service --state=running");
+    println!(
+        "services restarted by the no-op runs: {}",
+        if restarted { "SOME" } else { "none" }
+    );
+
+    let python = venv_python(root);
+    let out = Command::new("bash")
+        .arg(root.join("tests/e2e/with-test-dns"))
+        .arg(&python)
+        .arg(root.join("tests/e2e/latency.py"))
+        .args([DOMAIN, &host.addr, &count.to_string()])
+        .envs(common::ssh_env())
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "delivery latency, {count} messages 1.1 s apart (Delta Chat client): {}",
+        line.trim()
+    );
+    println!(
+        "dovecot: {}",
+        host.sh("dpkg-query -W -f='${Version}' dovecot-core")
+    );
+}
+
+fn venv_python(root: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root.join("target/e2e-venv");
+    let python = venv.join("bin/python3");
+    if !python.exists() {
+        assert!(
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "deltachat-rpc-server",
+                    "deltachat-rpc-client"
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    python
+}
+
+/// "done in 0.123 s, 1 remote command" -> 1
+fn commands(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("done in "))
+        .filter_map(|l| l.split(", ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
