@@ -50,7 +50,7 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         println!(
             "{label:<34} {secs:>10.3} {secs:>10.3} {secs:>10.3} {:>9}",
-            commands(&first.stderr)
+            common::remote_commands(&first.stderr)
         );
 
         let mut times = Vec::new();
@@ -64,7 +64,7 @@ fn main() {
                 "{}",
                 r.stdout
             );
-            cmds = commands(&r.stderr);
+            cmds = common::remote_commands(&r.stderr);
         }
         times.sort_by(f64::total_cmp);
         let label = format!("no-op re-run, {extra} extra files");
@@ -75,16 +75,4 @@ fn main() {
             times[RERUNS - 1]
         );
     }
-}
-
-/// "done in 0.123 s, 1 remote command" -> 1
-fn commands(stderr: &str) -> usize {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("done in "))
-        .filter_map(|l| l.split(", ").nth(1))
-        .filter_map(|l| l.split(' ').next())
-        .filter_map(|n| n.parse().ok())
-        .next_back()
-        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -86,7 +86,7 @@ fn main() {
     println!(
         "{:<30} {s:>9.2} {s:>9.2} {s:>9.2} {:>9}",
         "fresh deploy",
-        commands(&first.stderr)
+        common::remote_commands(&first.stderr)
     );
 
     let pids = host.sh("systemctl show -p Id,MainPID --type=service --state=running");
@@ -101,7 +101,7 @@ fn main() {
             "{}",
             r.stdout
         );
-        cmds = commands(&r.stderr);
+        cmds = common::remote_commands(&r.stderr);
     }
     times.sort_by(f64::total_cmp);
     println!(
@@ -117,7 +117,7 @@ fn main() {
         if restarted { "SOME" } else { "none" }
     );
 
-    let python = venv_python(root);
+    let python = common::e2e_python();
     let out = Command::new("bash")
         .arg(root.join("tests/e2e/with-test-dns"))
         .arg(&python)
@@ -135,50 +135,4 @@ fn main() {
         "dovecot: {}",
         host.sh("dpkg-query -W -f='${Version}' dovecot-core")
     );
-}
-
-fn venv_python(root: &Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = root.join("target/e2e-venv");
-    let python = venv.join("bin/python3");
-    if !python.exists() {
-        assert!(
-            Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "deltachat-rpc-server",
-                    "deltachat-rpc-client"
-                ])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    python
-}
-
-/// "done in 0.123 s, 1 remote command" -> 1
-fn commands(stderr: &str) -> usize {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("done in "))
-        .filter_map(|l| l.split(", ").nth(1))
-        .filter_map(|l| l.split(' ').next())
-        .filter_map(|n| n.parse().ok())
-        .next_back()
-        .unwrap_or(0)
 }

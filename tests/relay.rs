@@ -240,39 +240,6 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     );
 }
 
-/// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
-/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
-fn e2e_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv");
-    let python = venv.join("bin/python3");
-    if !python.exists() {
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success()
-            && Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "deltachat-rpc-server",
-                    "deltachat-rpc-client",
-                ])
-                .status()
-                .unwrap()
-                .success();
-        assert!(ok, "cannot install the Delta Chat client from PyPI");
-    }
-    python
-}
-
 fn test_dns(records: &[&str]) {
     let ok = Command::new("bash")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/dns"))
@@ -289,7 +256,7 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     if !enabled("chat_client_e2e") {
         return;
     }
-    let python = e2e_python();
+    let python = common::e2e_python();
     let relay = Relay::new("relay-e2e", "_relay-e2e.test");
     let addr = relay.host.addr.clone();
     test_dns(&[

@@ -203,3 +203,48 @@ pub fn http_get(addr: &str, port: u16, path: &str) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+/// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
+/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
+pub fn e2e_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv");
+    let python = venv.join("bin/python3");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success()
+            && Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "deltachat-rpc-server",
+                    "deltachat-rpc-client",
+                ])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "cannot install the Delta Chat client from PyPI");
+    }
+    python
+}
+
+/// The number of remote commands from the deploy tool's "done in 0.123 s, 1 remote command".
+pub fn remote_commands(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("done in "))
+        .filter_map(|l| l.split(", ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|n| n.parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
