@@ -299,3 +299,83 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
         "the chosen address was created by login"
     );
 }
+
+/// The DKIM public key record a relay needs published, read from the key made on the host.
+fn dkim_record(host: &TestHost, domain: &str) -> String {
+    let txt = host.sh("cat /etc/dkimkeys/opendkim.txt");
+    // opendkim-genkey writes a zone snippet: keep the quoted strings, join them
+    let value: String = txt.split('"').skip(1).step_by(2).collect();
+    let chunks: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!(
+        "opendkim._domainkey.{domain}. 60 IN TXT {}",
+        chunks.join(" ")
+    )
+}
+
+#[test]
+fn two_relays_exchange_encrypted_messages_signed_and_verified() {
+    if !enabled("two_relays") {
+        return;
+    }
+    let python = common::e2e_python();
+    let a = Relay::new("relay-xa", "_relay-xa.test");
+    let b = Relay::new("relay-xb", "_relay-xb.test");
+    for (relay, domain) in [(&a, "_relay-xa.test"), (&b, "_relay-xb.test")] {
+        let addr = &relay.host.addr;
+        test_dns(&[
+            &format!("{domain}. 60 IN A {addr}"),
+            &format!("{domain}. 60 IN MX 10 {domain}."),
+        ]);
+    }
+    let (ra, rb) = std::thread::scope(|s| {
+        let ja = s.spawn(|| a.deploy(&[]));
+        let jb = s.spawn(|| b.deploy(&[]));
+        (ja.join().unwrap(), jb.join().unwrap())
+    });
+    assert_eq!((ra.code, rb.code), (0, 0));
+    test_dns(&[
+        &dkim_record(&a.host, "_relay-xa.test"),
+        &dkim_record(&b.host, "_relay-xb.test"),
+    ]);
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("tests/e2e/with-test-dns"))
+        .arg(&python)
+        .arg(root.join("tests/e2e/chat.py"))
+        .args([
+            "_relay-xa.test",
+            &a.host.addr,
+            "_relay-xb.test",
+            &b.host.addr,
+        ])
+        .envs(common::ssh_env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the cross-relay chat check failed");
+    let results: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(results["encrypted_both_ways"], true);
+    assert!(
+        results["bob"]
+            .as_str()
+            .unwrap()
+            .ends_with("@_relay-xb.test")
+    );
+    // the mail crossed signed by the sender's relay, and the receiving filter checked it
+    let journal = b
+        .host
+        .sh("journalctl -u filtermail-incoming.service --no-pager -o cat");
+    assert!(!journal.contains("No valid DKIM signature"), "{journal}");
+    let stored = b.host.sh("cat /home/vmail/mail/_relay-xb.test/e2e*/cur/* /home/vmail/mail/_relay-xb.test/e2e*/new/* 2>/dev/null | zcat -f | grep -ci '^DKIM-Signature' || true");
+    assert_eq!(
+        stored.trim(),
+        "0",
+        "Dovecot's LMTP strips DKIM-Signature before storing"
+    );
+}

@@ -1,9 +1,9 @@
 """End-to-end check of a deployed relay with a real chatmail client (Delta Chat core).
 
-    python3 chat.py DOMAIN HOST_ADDRESS
+    python3 chat.py DOMAIN HOST_ADDRESS [DOMAIN_B HOST_ADDRESS_B]
 
 Creates one account from the relay's /new link and one by first login with an address of
-our choosing, lets them verify each other (Secure-Join), exchanges encrypted messages both
+our choosing (on the second relay, if one is given), lets them verify each other (Secure-Join), exchanges encrypted messages both
 ways, and checks that a cleartext message is refused. Prints one JSON object of results.
 Exits non-zero on any failure. The relay's name must resolve (run it with the test DNS).
 """
@@ -33,9 +33,10 @@ def new_account_link(addr):
 
 def main():
     domain, addr = sys.argv[1], sys.argv[2]
+    domain_b, addr_b = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (domain, addr)
     results = {}
     creds = new_account_link(addr)
-    chosen = f"e2e{int(time.time()) % 1000000:06d}@{domain}"
+    chosen = f"e2e{int(time.time()) % 1000000:06d}@{domain_b}"
     chosen_pw = "e2e-password-123"
     chosen_link = "dclogin:{}?p={}&v=1&ic=3".format(chosen, urllib.parse.quote(chosen_pw))
 
@@ -75,7 +76,7 @@ def main():
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = chosen, results["alice"], "plain"
     mail.set_content("this is not encrypted")
-    with smtplib.SMTP(addr, 587, timeout=30) as s:
+    with smtplib.SMTP(addr_b, 587, timeout=30) as s:
         s.starttls(context=ctx)
         s.login(chosen, chosen_pw)
         try:
