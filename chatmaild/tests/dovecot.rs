@@ -89,6 +89,11 @@ struct Relay {
 
 impl Relay {
     fn start() -> Relay {
+        Relay::start_with("", "")
+    }
+
+    /// `notify_url` goes to chatmail-metadata; `extra_conf` is appended to Dovecot's config.
+    fn start_with(notify_url: &str, extra_conf: &str) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -128,6 +133,7 @@ impl Relay {
             let socket = sockdir.join(format!("{name}.socket"));
             let log = std::fs::File::create(root.join(format!("{name}.log"))).unwrap();
             let child = Command::new("setpriv")
+                .env("CHATMAIL_NOTIFY_URL", notify_url)
                 .args(["--reuid=vmail", "--regid=vmail", "--init-groups", "--"])
                 .arg(&exe)
                 .arg(&socket)
@@ -205,6 +211,7 @@ plugin {{
   last_login_dict = proxy:{lastlogin}:lastlogin
   last_login_precision = s
 }}
+{extra_conf}
 "#,
                 root = root.display(),
                 mbox = mbox.display(),
@@ -235,6 +242,49 @@ plugin {{
             _dovecot: dovecot,
             _services: services,
         }
+    }
+
+    /// One LMTP transaction; returns the RCPT replies, then the reply(ies) after DATA.
+    fn lmtp_deliver(&self, from: &str, rcpts: &[&str]) -> Vec<String> {
+        let s = TcpStream::connect(("127.0.0.1", self.lmtp_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut read_reply = || {
+            let mut all = String::new();
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                all.push_str(&l);
+                if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                    return all;
+                }
+            }
+        };
+        assert!(read_reply().starts_with("220"));
+        write!(w, "LHLO test\r\n").unwrap();
+        assert!(read_reply().starts_with("250"));
+        write!(w, "MAIL FROM:<{from}>\r\n").unwrap();
+        assert!(read_reply().starts_with("250"));
+        let mut replies = Vec::new();
+        let mut accepted = 0;
+        for rcpt in rcpts {
+            write!(w, "RCPT TO:<{rcpt}>\r\n").unwrap();
+            let reply = read_reply();
+            accepted += usize::from(reply.starts_with("250"));
+            replies.push(reply);
+        }
+        if accepted > 0 {
+            write!(w, "DATA\r\n").unwrap();
+            assert!(read_reply().starts_with("354"));
+            write!(w, "From: {from}\r\nSubject: hi\r\n\r\nhello\r\n.\r\n").unwrap();
+            // LMTP answers once per accepted recipient.
+            for _ in 0..accepted {
+                replies.push(read_reply());
+            }
+        }
+        write!(w, "QUIT\r\n").unwrap();
+        replies
     }
 
     fn log(&self, name: &str) -> String {
@@ -454,45 +504,102 @@ fn metadata_and_lmtp_delivery() {
     imap.cmd("LOGOUT");
 
     // LMTP: delivery to the existing account works, unknown accounts are rejected.
-    let s = TcpStream::connect(("127.0.0.1", relay.lmtp_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut read_reply = || {
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).unwrap();
-            all.push_str(&l);
-            if l.len() < 4 || l.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    };
-    assert!(read_reply().starts_with("220"));
-    write!(w, "LHLO test\r\n").unwrap();
-    assert!(read_reply().starts_with("250"));
-    write!(w, "MAIL FROM:<sender@other.example>\r\n").unwrap();
-    assert!(read_reply().starts_with("250"));
-    write!(w, "RCPT TO:<nobody123@{DOMAIN}>\r\n").unwrap();
-    let unknown = read_reply();
-    assert!(unknown.starts_with("550"), "{unknown}");
-    write!(w, "RCPT TO:<{addr}>\r\n").unwrap();
-    assert!(read_reply().starts_with("250"));
-    write!(w, "DATA\r\n").unwrap();
-    assert!(read_reply().starts_with("354"));
-    write!(
-        w,
-        "From: sender@other.example\r\nTo: {addr}\r\nSubject: hi\r\n\r\nhello\r\n.\r\n"
-    )
-    .unwrap();
-    let delivered = read_reply();
-    assert!(delivered.starts_with("250"), "{delivered}");
-    write!(w, "QUIT\r\n").unwrap();
-    let mut rest = String::new();
-    let _ = r.read_to_string(&mut rest);
+    let replies = relay.lmtp_deliver(
+        "sender@other.example",
+        &[&format!("nobody123@{DOMAIN}"), &addr],
+    );
+    assert!(replies[0].starts_with("550"), "{replies:?}");
+    assert!(replies[1].starts_with("250"), "{replies:?}");
+    assert!(replies[2].starts_with("250"), "{replies:?}");
     let new_mail = std::fs::read_dir(relay.mbox.join(&addr).join("new"))
         .unwrap()
         .count();
     assert_eq!(new_mail, 1);
+}
+
+/// Minimal stand-in for the notification proxy: records POST bodies, answers 200.
+fn fake_notification_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if l == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn delivery_triggers_push_via_lua_hook() {
+    require_dovecot!();
+    // The deployment's Lua hook, so this also checks that template against our service.
+    let lua =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/dovecot/push_notification.lua");
+    if !lua.exists() {
+        eprintln!("skipping: {} not found", lua.display());
+        return;
+    }
+    let (url, bodies) = fake_notification_proxy();
+    let relay = Relay::start_with(
+        &url,
+        &format!(
+            "protocol lmtp {{\n  mail_plugins = $mail_plugins mail_lua notify push_notification push_notification_lua\n}}\n\
+             plugin {{\n  push_notification_driver = lua:file={}\n}}\n",
+            lua.display()
+        ),
+    );
+    let addr = format!("pushtest1@{DOMAIN}");
+    let mut imap = relay.imap();
+    let (_, status) = imap.cmd(&format!(
+        "LOGIN {} {}",
+        quoted(&addr),
+        quoted("long-enough-pw")
+    ));
+    assert!(status.starts_with("OK"), "{status}");
+    let (_, status) = imap.cmd("SETMETADATA INBOX (/private/devicetoken \"tok-PUSH\")");
+    assert!(status.starts_with("OK"), "{status}");
+    imap.cmd("LOGOUT");
+
+    let replies = relay.lmtp_deliver("sender@other.example", &[&addr]);
+    assert!(
+        replies.iter().all(|r| r.starts_with("250")),
+        "{replies:?}\n{}",
+        relay.log("metadata")
+    );
+    wait_until("push notification", || !bodies.lock().unwrap().is_empty());
+    assert_eq!(*bodies.lock().unwrap(), ["tok-PUSH"]);
+    let queue = relay.mbox.join("pending_notifications");
+    wait_until("queue drained", || {
+        std::fs::read_dir(&queue).unwrap().count() == 0
+    });
+
+    // A message from the user to itself does not notify.
+    let replies = relay.lmtp_deliver(&addr, &[&addr]);
+    assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bodies.lock().unwrap().len(), 1);
 }

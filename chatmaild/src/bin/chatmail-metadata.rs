@@ -1,6 +1,7 @@
 //! `chatmail-metadata <socket> <chatmail.ini>`: IMAP METADATA dict and push notifier.
 //!
-//! `appversions.json` is read from the directory of the ini file.
+//! `appversions.json` is read from the directory of the ini file. The environment variable
+//! `CHATMAIL_NOTIFY_URL` replaces the notification proxy URL (tests, self-hosted proxies).
 
 use std::process::ExitCode;
 
@@ -20,12 +21,15 @@ fn main() -> ExitCode {
         let queue_dir = mbox.join(QUEUE_DIR_NAME);
         std::fs::create_dir_all(&queue_dir)
             .map_err(|e| format!("cannot create {}: {e}", queue_dir.display()))?;
-        let notifier = Notifier::new(
-            queue_dir,
-            TokenStore::new(mbox),
-            NotifierSettings::default(),
-        )
-        .map_err(|e| e.to_string())?;
+        let mut settings = NotifierSettings::default();
+        if let Some(url) = std::env::var("CHATMAIL_NOTIFY_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            settings.url = url;
+        }
+        let notifier =
+            Notifier::new(queue_dir, TokenStore::new(mbox), settings).map_err(|e| e.to_string())?;
         notifier.requeue_persisted().map_err(|e| e.to_string())?;
         let appversions_path = config
             .inipath
