@@ -7,6 +7,9 @@ use chatmaild::Config;
 use chatmaild::dict::{DictHandler, Session};
 use chatmaild::doveauth::AuthDict;
 use chatmaild::lastlogin::LastLoginDict;
+use chatmaild::metadata::MetadataDict;
+use chatmaild::metadata::notifier::{Notifier, NotifierSettings};
+use chatmaild::metadata::tokens::TokenStore;
 
 /// Small deterministic PRNG (xorshift64*), so failures are reproducible.
 struct Rng(u64);
@@ -36,6 +39,10 @@ fn random_line(rng: &mut Rng) -> Vec<u8> {
         b"userdb/",
         b"priv/",
         b"last-login/",
+        b"devicetoken",
+        b"messagenew",
+        b"vendor/vendor.dovecot/pvt/server/vendor/deltachat/",
+        b"irohrelay",
         b"\"",
         b"\\",
         b"\t",
@@ -158,6 +165,27 @@ fn lastlogin_survives_random_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dict = LastLoginDict::new(config(tmp.path()));
     for seed in 10..=14 {
+        check_replies(&dict, seed, 2000);
+    }
+}
+
+#[test]
+fn metadata_survives_random_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("abcdefghi@chat.example.org")).unwrap();
+    let queue = tmp.path().join("pending_notifications");
+    std::fs::create_dir_all(&queue).unwrap();
+    let config = config(tmp.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    // Nothing listens there: any push attempt fails fast and is retried in the background.
+    let settings = NotifierSettings {
+        url: "http://127.0.0.1:9/notify".into(),
+        ..NotifierSettings::default()
+    };
+    let notifier = Notifier::new(queue, TokenStore::new(tmp.path()), settings).unwrap();
+    let dict = MetadataDict::new(&config, notifier, tmp.path().join("appversions.json"));
+    for seed in 20..=24 {
         check_replies(&dict, seed, 2000);
     }
 }
