@@ -73,6 +73,8 @@ fn main() {
         ini.to_str().unwrap(),
         "--bin-dir",
         bins.to_str().unwrap(),
+        "--skip",
+        "turn,iroh-relay",
     ];
 
     println!(

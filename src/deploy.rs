@@ -79,15 +79,17 @@ pub async fn deploy(
     plan_args: &PlanArgs,
     state: &State,
 ) -> anyhow::Result<ExitCode> {
-    deploy_with(host, plan_args, state, &|_| Ok(())).await
+    deploy_with(host, plan_args, &state.query(), &|_| Ok(state.clone())).await
 }
 
-/// Like [`deploy`], with a check of the host's facts before anything is planned.
+/// Like [`deploy`], for a state that depends on the host (its architecture, say): `query`
+/// gathers the facts, `state_for` makes the state from them (and may refuse the host).
+/// `query` must ask for everything the state's own query asks for.
 pub async fn deploy_with(
     host: &HostArgs,
     plan_args: &PlanArgs,
-    state: &State,
-    preflight: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<()> + Sync),
+    query: &facts::Query,
+    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let printer = Printer::new(plan_args.json);
@@ -95,12 +97,11 @@ pub async fn deploy_with(
     printer.status(&format!("connecting to {}", target.describe()));
     let remote = Host::connect(&target, &host.ssh_options()?).await?;
     printer.status("gathering facts");
-    let facts = state
-        .query()
+    let facts = query
         .gather(&remote)
         .await
         .with_context(|| format!("gathering facts on {}", target.describe()))?;
-    preflight(&facts)?;
+    let state = &state_for(&facts)?;
     let mut plan = operations::plan(state, &facts)?;
     let code = if plan_args.dry_run {
         operations::fetch_old_contents(&remote, &mut plan).await?;

@@ -5,3 +5,4 @@ pub mod deploy;
 pub mod output;
 pub mod relay;
 pub mod transport;
+pub mod www;

@@ -89,6 +89,7 @@ fn state(args: &Args) -> anyhow::Result<State> {
         path: format!("{ROOT}/logo.svg"),
         url: args.logo_url.clone().unwrap_or_default(),
         sha256: LOGO_SHA256.into(),
+        extract: None,
         local: match &args.logo_url {
             Some(_) => None,
             None => Some(args.logo_file.clone().unwrap_or(bundled)),

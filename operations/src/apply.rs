@@ -1,8 +1,8 @@
 //! Carrying out a plan on the host.
 
 use facts::Remote;
-use futures_util::future::join_all;
 use facts::shell::quote;
+use futures_util::future::join_all;
 
 use crate::diff::{MAX_DIFF_BYTES, unified};
 use crate::restarts::{self, Pending};
@@ -116,7 +116,10 @@ pub async fn apply<R: Remote>(
     let mut rest = changes;
     while let Some(change) = rest.first() {
         // independent file writes go out together (the transport bounds the channels)
-        let batch = rest.iter().take_while(|c| c.kind == ChangeKind::File).count();
+        let batch = rest
+            .iter()
+            .take_while(|c| c.kind == ChangeKind::File)
+            .count();
         if batch > 1 {
             let (files, tail) = rest.split_at(batch);
             files.iter().for_each(|c| reporter.change_started(c));

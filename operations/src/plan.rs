@@ -684,7 +684,7 @@ impl Planner<'_> {
                     d.url,
                     short(&d.sha256)
                 ),
-                script::download(&d.path, &d.url, &d.sha256, &d.owner, &d.group, d.mode),
+                script::download(d),
             ),
         };
         c.notify = d.notify.clone();

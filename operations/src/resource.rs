@@ -186,7 +186,10 @@ impl Service {
 pub struct Download {
     pub path: String,
     pub url: String,
+    /// Of the installed file (after extraction, for archives).
     pub sha256: String,
+    /// Member of a .tar.gz at `url` to install, instead of the fetched file itself.
+    pub extract: Option<String>,
     pub local: Option<PathBuf>,
     pub owner: String,
     pub group: String,

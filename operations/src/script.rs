@@ -16,31 +16,37 @@ pub(crate) fn write_file(path: &str, owner: &str, group: &str, mode: u32) -> Str
     )
 }
 
-/// Fetches `url` on the host and installs it at `path` only if its sha256 matches.
-pub(crate) fn download(
-    path: &str,
-    url: &str,
-    sha256: &str,
-    owner: &str,
-    group: &str,
-    mode: u32,
-) -> String {
+/// Fetches the download on the host and installs it only if its sha256 matches.
+pub(crate) fn download(d: &crate::Download) -> String {
+    let fetch_to = if d.extract.is_some() {
+        "\"$t.archive\""
+    } else {
+        "\"$t\""
+    };
+    let extract = match &d.extract {
+        Some(member) => format!(
+            "tar -xzO -f \"$t.archive\" {} > \"$t\"; rm -f \"$t.archive\"\n",
+            quote(member)
+        ),
+        None => String::new(),
+    };
     format!(
-        "set -e; umask 077; p={p}; t=\"$p.chatmail-deploy-tmp\"; trap 'rm -f \"$t\"' EXIT\n\
+        "set -e; umask 077; p={p}; t=\"$p.chatmail-deploy-tmp\"; trap 'rm -f \"$t\" \"$t.archive\"' EXIT\n\
          mkdir -p -- \"$(dirname -- \"$p\")\"\n\
-         if command -v curl >/dev/null; then curl -fsSL --retry 2 --connect-timeout 20 -o \"$t\" {u}\n\
-         elif command -v wget >/dev/null; then wget -q -O \"$t\" {u}\n\
+         if command -v curl >/dev/null; then curl -fsSL --retry 2 --connect-timeout 20 -o {fetch_to} {u}\n\
+         elif command -v wget >/dev/null; then wget -q -O {fetch_to} {u}\n\
          else echo 'neither curl nor wget is installed on the host' >&2; exit 1; fi\n\
+         {extract}\
          actual=$(sha256sum < \"$t\" | cut -d' ' -f1)\n\
          if [ \"$actual\" != {s} ]; then echo \"{p_plain}: sha256 of {u_plain} is $actual, expected {s}\" >&2; exit 1; fi\n\
          {attrs}\n\
          mv -f -- \"$t\" \"$p\"",
-        p = quote(path),
-        u = quote(url),
-        s = quote(sha256),
-        p_plain = path.replace(['"', '$', '`', '\\'], "_"),
-        u_plain = url.replace(['"', '$', '`', '\\'], "_"),
-        attrs = attributes("\"$t\"", owner, group, mode),
+        p = quote(&d.path),
+        u = quote(&d.url),
+        s = quote(&d.sha256),
+        p_plain = d.path.replace(['"', '$', '`', '\\'], "_"),
+        u_plain = d.url.replace(['"', '$', '`', '\\'], "_"),
+        attrs = attributes("\"$t\"", &d.owner, &d.group, d.mode),
     )
 }
 
@@ -190,14 +196,18 @@ mod tests {
         std::fs::write(&src, b"payload").unwrap();
         let dest = dir.join("dest.bin");
         let url = format!("file://{}", src.display());
-        let script = download(
-            dest.to_str().unwrap(),
-            &url,
-            &"0".repeat(64),
-            "root",
-            "root",
-            0o755,
-        );
+        let dl = |url: &str, sha: &str, extract: Option<&str>| crate::Download {
+            path: dest.to_str().unwrap().into(),
+            url: url.into(),
+            sha256: sha.into(),
+            extract: extract.map(String::from),
+            local: None,
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o755,
+            notify: vec![],
+        };
+        let script = download(&dl(&url, &"0".repeat(64), None));
         let out = sh(&script, b"");
         if String::from_utf8_lossy(&out.stderr).contains("neither curl") {
             return; // no fetcher on this machine
@@ -206,6 +216,23 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).contains("expected 0000"));
         assert!(!dest.exists());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+        // a member of a .tar.gz, checked after extraction
+        let tar = std::process::Command::new("tar")
+            .args(["-czf", "src.tar.gz", "src.bin"])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let sha = "239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5"; // "payload"
+        let url = format!("file://{}", dir.join("src.tar.gz").display());
+        let out = sh(&download(&dl(&url, sha, Some("src.bin"))), b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"payload");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -25,6 +25,9 @@ impl Templates {
         env.set_syntax(
             SyntaxConfig::builder()
                 .keep_trailing_newline(true)
+                // block tags on lines of their own leave no blank lines in config files
+                .trim_blocks(true)
+                .lstrip_blocks(true)
                 .build()
                 .expect("default delimiters are valid"),
         );
@@ -110,6 +113,18 @@ mod tests {
             t.render("a.conf", json!({"v": "<b>"})).unwrap(),
             b"x = <b>\n"
         );
+    }
+
+    #[test]
+    fn block_tags_leave_no_blank_lines() {
+        let mut t = Templates::new();
+        t.add("b.conf", "a\n  {% if x %}\nb\n  {% endif %}\nc\n")
+            .unwrap();
+        assert_eq!(
+            t.render("b.conf", json!({"x": true})).unwrap(),
+            b"a\nb\nc\n"
+        );
+        assert_eq!(t.render("b.conf", json!({"x": false})).unwrap(), b"a\nc\n");
     }
 
     #[test]

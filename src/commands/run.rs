@@ -29,6 +29,18 @@ pub struct Args {
     /// acmetool response key that accepts the CA's terms of service
     #[arg(long, value_name = "KEY")]
     acme_agreement: Option<String>,
+    /// Upload this file instead of downloading a third-party binary (chatmail-turn,
+    /// iroh-relay, mtail), for hosts without internet
+    #[arg(long = "binary", value_name = "NAME=PATH", value_parser = parse_binary)]
+    binaries: Vec<(String, PathBuf)>,
+    /// Leave out an optional component: turn, iroh-relay, mtail
+    #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::OPTIONAL))]
+    skip: Vec<String>,
+}
+
+fn parse_binary(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s.split_once('=').ok_or("expected NAME=PATH")?;
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.config.display()
         );
     }
+    let bin_dir_given = args.bin_dir.is_some();
     let bin_dir = match args.bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -51,21 +64,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         acme_directory: args.acme_directory,
         acme_agreement: args.acme_agreement,
         version: version_stamp(),
+        arch: std::env::consts::ARCH.into(),
+        local_binaries: args.binaries.into_iter().collect(),
+        skip: args.skip.into_iter().collect(),
     };
     let relay = Relay::load(&args.config.config, options)?;
-    let state = relay::desired_state(&relay)?;
-    let local_arch = std::env::consts::ARCH;
-    let preflight = move |facts: &facts::HostFacts| -> anyhow::Result<()> {
-        if facts.arch != local_arch {
+    // the resources do not depend on the architecture, only the binaries' sources do
+    let query = relay::desired_state(&relay)?.query();
+    let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
+        if facts.arch != std::env::consts::ARCH && !bin_dir_given {
             bail!(
-                "the host is {}, the relay binaries here are built for {local_arch}: pass --bin-dir with binaries for {}",
+                "the host is {}, the relay binaries here are built for {}: pass --bin-dir with binaries for {}",
                 facts.arch,
+                std::env::consts::ARCH,
                 facts.arch
             );
         }
-        Ok(())
+        relay::desired_state(&relay.with_arch(&facts.arch))
     };
-    let code = deploy_with(&args.host, &args.plan, &state, &preflight).await?;
+    let code = deploy_with(&args.host, &args.plan, &query, &state_for).await?;
     if !relay.config.unused_keys.is_empty() {
         eprintln!(
             "warning: {} contains settings that have no effect: {}",

@@ -47,6 +47,19 @@ impl Relay {
         })
     }
 
+    /// The same relay for a host of architecture `arch`.
+    pub fn with_arch(&self, arch: &str) -> Relay {
+        let mut options = self.options.clone();
+        options.arch = arch.to_string();
+        Relay {
+            config: self.config.clone(),
+            ini: self.ini.clone(),
+            options,
+            templates: templates::load().expect("the embedded templates loaded once already"),
+            vars: self.vars.clone(),
+        }
+    }
+
     pub fn tls_mode(&self) -> TlsMode {
         self.config.tls_cert_mode.clone()
     }

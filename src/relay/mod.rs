@@ -8,14 +8,19 @@ mod base;
 mod chatmaild;
 mod context;
 mod dovecot;
+mod iroh;
+mod mtail;
 mod nginx;
 mod opendkim;
+mod pinned;
 mod postfix;
 mod templates;
 mod tls;
+mod turn;
 mod unbound;
 mod version;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use ::chatmaild::config::Config;
@@ -36,7 +41,16 @@ pub struct RelayOptions {
     pub acme_agreement: Option<String>,
     /// Text for /etc/chatmail-version.
     pub version: String,
+    /// The host's architecture (`uname -m`), for third-party binaries.
+    pub arch: String,
+    /// Operator-supplied files instead of downloads (chatmail-turn, iroh-relay, mtail).
+    pub local_binaries: BTreeMap<String, PathBuf>,
+    /// Components left out entirely (turn, iroh-relay, mtail), e.g. on hosts without internet.
+    pub skip: BTreeSet<String>,
 }
+
+/// Components that can be left out with `--skip`.
+pub const OPTIONAL: &[&str] = &["turn", "iroh-relay", "mtail"];
 
 /// One part of the relay.
 trait Component {
@@ -51,29 +65,40 @@ trait Component {
     }
 }
 
-fn components(config: &Config) -> Vec<Box<dyn Component>> {
+fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>> {
+    let wanted = |name: &str| !options.skip.contains(name);
     let mut list: Vec<Box<dyn Component>> = vec![
         Box::new(base::Base),
         Box::new(base::Legacy),
         Box::new(base::Journald),
         Box::new(unbound::Unbound),
-        Box::new(tls::Tls),
-        Box::new(chatmaild::Chatmaild),
-        Box::new(chatmaild::Filtermail),
     ];
+    if wanted("turn") {
+        list.push(Box::new(turn::Turn));
+    }
+    // a relay named in chatmail.ini replaces the local one (upstream still ran it)
+    if wanted("iroh-relay") && config.enable_iroh_relay {
+        list.push(Box::new(iroh::IrohRelay));
+    }
+    list.push(Box::new(tls::Tls));
+    list.push(Box::new(chatmaild::Chatmaild));
+    list.push(Box::new(chatmaild::Filtermail));
     if config.ipv4_relay.is_none() {
         list.push(Box::new(opendkim::OpenDkim));
     }
     list.push(Box::new(dovecot::Dovecot));
     list.push(Box::new(postfix::Postfix));
     list.push(Box::new(nginx::Nginx));
+    if wanted("mtail") && config.mtail_address.is_some() {
+        list.push(Box::new(mtail::Mtail));
+    }
     list.push(Box::new(version::Version));
     list
 }
 
 /// The whole relay, stage by stage.
 pub fn desired_state(relay: &Relay) -> anyhow::Result<State> {
-    let parts = components(&relay.config);
+    let parts = components(&relay.config, &relay.options);
     let mut s = State::new();
     base::accounts(relay, &mut s);
     for c in &parts {

@@ -45,6 +45,11 @@ pub const SOURCES: &[(&str, &str)] = embedded![
     "nginx/nginx.conf.j2",
     "nginx/autoconfig.xml.j2",
     "nginx/mta-sts.txt.j2",
+    "iroh/iroh-relay.service",
+    "iroh/iroh-relay.toml",
+    "iroh/turnserver.service.j2",
+    "mtail/mtail.service.j2",
+    "mtail/delivered_mail.mtail",
 ];
 
 pub fn load() -> anyhow::Result<Templates> {

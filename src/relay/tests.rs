@@ -33,6 +33,7 @@ fn files(ini: &str) -> BTreeMap<String, String> {
     let options = RelayOptions {
         bin_dir: dir.clone(),
         version: "test\n".into(),
+        arch: "x86_64".into(),
         ..RelayOptions::default()
     };
     let relay = Relay::new(
@@ -168,6 +169,22 @@ fn external_certificate_relay() {
     );
     assert!(dovecot.contains("mail_server_admin = mailto:privacy@example.org"));
     assert!(dovecot.contains("address = 127.0.0.1"));
+    assert!(f["/etc/systemd/system/mtail.service"].contains("--address=127.0.0.1 --port=3903"));
+    assert!(f["/etc/mtail/delivered_mail.mtail"].contains("counter delivered_mail"));
+}
+
+#[test]
+fn iroh_relay_only_when_no_other_is_named() {
+    let local = files("[params]\nmail_domain = chat.example.org\n");
+    assert!(local["/etc/iroh-relay.toml"].contains("http_bind_addr = \"[::]:3340\""));
+    assert!(local["/etc/systemd/system/turnserver.service"].contains("--realm chat.example.org"));
+    assert!(
+        !local.contains_key("/etc/systemd/system/mtail.service"),
+        "no mtail without mtail_address"
+    );
+    let other =
+        files("[params]\nmail_domain = chat.example.org\niroh_relay = https://iroh.example.org\n");
+    assert!(!other.contains_key("/etc/iroh-relay.toml"));
 }
 
 #[test]

@@ -218,6 +218,7 @@ fn local_download_with_a_wrong_checksum_fails_at_plan_time() {
         path: "/usr/local/bin/tool".into(),
         url: "https://example.invalid/tool".into(),
         sha256: "0".repeat(64),
+        extract: None,
         local: Some(path.clone()),
         owner: "root".into(),
         group: "root".into(),

@@ -1,0 +1,47 @@
+//! mtail: relay metrics from the journal, only where chatmail.ini sets mtail_address.
+
+use operations::{Directory, Package, Service, State};
+
+use super::{Component, Relay, pinned};
+
+const UNIT: &str = "mtail.service";
+
+pub struct Mtail;
+
+impl Component for Mtail {
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        // Debian's older mtail would shadow the pinned one
+        s.add(Package {
+            name: "mtail".into(),
+            present: false,
+        });
+        s.add(pinned::binary(relay, "mtail", UNIT)?);
+        Ok(())
+    }
+
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.file(
+            relay
+                .file(
+                    "/etc/systemd/system/mtail.service",
+                    "mtail/mtail.service.j2",
+                )?
+                .restarts(UNIT),
+        );
+        s.directory(Directory::new("/etc/mtail"));
+        s.file(
+            relay
+                .file(
+                    "/etc/mtail/delivered_mail.mtail",
+                    "mtail/delivered_mail.mtail",
+                )?
+                .restarts(UNIT),
+        );
+        Ok(())
+    }
+
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(Service::running(UNIT));
+        Ok(())
+    }
+}
