@@ -156,7 +156,7 @@ fn migration_to_a_new_host_keeps_mail_accounts_and_keys() {
     );
 
     // the account logs in on the new host with its old password and reads the old mail
-    let fetched = imap(&new.addr, &["-X", "FETCH 1 BODY[TEXT]"]);
+    let fetched = imap_url(&format!("imaps://{}/INBOX;MAILINDEX=1", new.addr), &[]);
     let body = String::from_utf8_lossy(&fetched.stdout);
     assert!(fetched.status.success(), "login on the new host failed");
     assert!(body.contains("kept across the move"), "{body}");
