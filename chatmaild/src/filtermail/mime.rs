@@ -10,7 +10,10 @@ use super::openpgp::{self, NotEncrypted};
 /// A parsed message. Parsing never fails on malformed input: broken MIME simply does not
 /// have the structure the rules ask for.
 pub struct Mail<'a> {
-    msg: Message<'a>,
+    raw: &'a [u8],
+    /// `None` when mail-parser finds no message at all (e.g. empty input); mail-parser's
+    /// accessors index the root part unchecked, so an empty `Message` must never be used.
+    msg: Option<Message<'a>>,
 }
 
 /// Why a message is not PGP/MIME (RFC 3156) encrypted.
@@ -29,8 +32,10 @@ pub enum NotPgpMime {
 
 impl<'a> Mail<'a> {
     pub fn parse(raw: &'a [u8]) -> Mail<'a> {
-        let msg = MessageParser::new().parse(raw).unwrap_or_default();
-        Mail { msg }
+        let msg = MessageParser::new()
+            .parse(raw)
+            .filter(|m| !m.parts.is_empty());
+        Mail { raw, msg }
     }
 
     /// The single address of the single `From:` header, lower-cased.
@@ -39,8 +44,10 @@ impl<'a> Mail<'a> {
     /// check would look at one of them and a client might display another.
     pub fn from_address(&self) -> Result<String, String> {
         let raw = self.first_raw_header(HeaderName::From);
-        let count = self
-            .msg
+        let Some(msg) = &self.msg else {
+            return Err(raw);
+        };
+        let count = msg
             .root_part()
             .headers
             .iter()
@@ -49,7 +56,7 @@ impl<'a> Mail<'a> {
         if count != 1 {
             return Err(raw);
         }
-        let Some(address) = self.msg.from() else {
+        let Some(address) = msg.from() else {
             return Err(raw);
         };
         let mut addrs = address.iter();
@@ -67,27 +74,27 @@ impl<'a> Mail<'a> {
         }
     }
 
+    fn root(&self) -> Option<&MessagePart<'a>> {
+        self.msg.as_ref().and_then(|m| m.parts.first())
+    }
+
     /// The unparsed value of the first header of that name (mail-parser's accessors
     /// return the last one; upstream reports the first).
     fn first_raw_header(&self, name: HeaderName<'_>) -> String {
-        let raw = self.msg.raw_message();
-        self.msg
-            .root_part()
-            .headers
-            .iter()
-            .find(|h| h.name == name)
-            .and_then(|h| raw.get(h.offset_start as usize..h.offset_end as usize))
+        self.root()
+            .and_then(|root| root.headers.iter().find(|h| h.name == name))
+            .and_then(|h| self.raw.get(h.offset_start as usize..h.offset_end as usize))
             .map(|v| String::from_utf8_lossy(v).trim().to_owned())
             .unwrap_or_default()
     }
 
     fn header_text(&self, name: &'static str) -> Option<&str> {
-        self.msg.header_raw(name).map(str::trim)
+        self.msg.as_ref()?.header_raw(name).map(str::trim)
     }
 
     /// RFC 3156 PGP/MIME with a payload that is really an encrypted OpenPGP message.
     pub fn check_encrypted(&self, direction: Direction) -> Result<(), NotPgpMime> {
-        let root = self.msg.root_part();
+        let root = self.root().ok_or(NotPgpMime::NotMultipartEncrypted)?;
         let content_types = root
             .headers
             .iter()
@@ -134,7 +141,7 @@ impl<'a> Mail<'a> {
         ) {
             return false;
         }
-        let Some(parts) = self.sub_parts(self.msg.root_part()) else {
+        let Some(parts) = self.root().and_then(|root| self.sub_parts(root)) else {
             return false;
         };
         let [part] = parts[..] else {
@@ -151,8 +158,10 @@ impl<'a> Mail<'a> {
 
     /// Autocrypt Setup Message shape (the caller checks it is sent to oneself).
     pub fn is_autocrypt_setup_message(&self) -> bool {
-        self.msg.subject() == Some("Autocrypt Setup Message")
-            && has_type(self.msg.root_part(), "multipart", "mixed")
+        self.msg.as_ref().and_then(|m| m.subject()) == Some("Autocrypt Setup Message")
+            && self
+                .root()
+                .is_some_and(|r| has_type(r, "multipart", "mixed"))
     }
 
     /// A delivery status report from a mailer daemon (bounces must reach users even
@@ -161,13 +170,16 @@ impl<'a> Mail<'a> {
         self.header_text("Auto-Submitted")
             .is_some_and(|v| !v.is_empty())
             && from.to_lowercase().starts_with("mailer-daemon@")
-            && has_type(self.msg.root_part(), "multipart", "report")
+            && self
+                .root()
+                .is_some_and(|r| has_type(r, "multipart", "report"))
     }
 
     fn sub_parts(&self, part: &MessagePart<'a>) -> Option<Vec<&MessagePart<'a>>> {
-        let ids = part.sub_parts()?;
-        ids.iter()
-            .map(|&id| self.msg.part(id))
+        let msg = self.msg.as_ref()?;
+        part.sub_parts()?
+            .iter()
+            .map(|&id| msg.part(id))
             .collect::<Option<Vec<_>>>()
     }
 }
@@ -182,5 +194,42 @@ fn has_type(part: &MessagePart<'_>, ctype: &str, subtype: &str) -> bool {
         }
         // RFC 2045 default.
         None => ctype == "text" && subtype == "plain",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mail-parser yields no message for these; its accessors would index an empty part
+    /// list (found by the mutation test).
+    #[test]
+    fn inputs_without_a_message() {
+        for raw in [&b""[..], b"\r\n", b" ", b"\r\n\r\n"] {
+            let mail = Mail::parse(raw);
+            assert!(mail.from_address().is_err());
+            assert!(!mail.is_encrypted(Direction::Incoming));
+            assert!(!mail.is_securejoin());
+            assert!(!mail.is_autocrypt_setup_message());
+            assert!(!mail.is_mailer_daemon_report("mailer-daemon@x.example"));
+        }
+    }
+
+    #[test]
+    fn from_header_forms() {
+        let from = |h: &str| Mail::parse(format!("{h}\r\n\r\nbody\r\n").as_bytes()).from_address();
+        assert_eq!(from("From: A@Example.org"), Ok("a@example.org".into()));
+        assert_eq!(
+            from("From: \"Alice, B.\" <alice@example.org>"),
+            Ok("alice@example.org".into())
+        );
+        assert_eq!(
+            from("From: =?utf-8?q?J=C3=B6rg?= <j@example.org>"),
+            Ok("j@example.org".into())
+        );
+        assert!(from("From: undisclosed").is_err());
+        assert!(from("From: <a@b.example>, <c@d.example>").is_err());
+        assert!(from("From: group: a@b.example, c@d.example;").is_err());
+        assert!(from("Sender: a@b.example").is_err());
     }
 }
