@@ -196,7 +196,8 @@ impl DictHandler for AuthDict {
         let mut parts = key.splitn(3, '/');
         let (Some(namespace), Some(kind), Some(rest)) = (parts.next(), parts.next(), parts.next())
         else {
-            log::warn!("malformed auth lookup key: {key:?}");
+            // The key may contain a cleartext password: never log it.
+            log::warn!("malformed auth lookup key ({} bytes)", key.len());
             return LookupResult::Failed;
         };
         if namespace != "shared" {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::DictHandler;
-use super::session::{Session, preview};
+use super::session::{Session, describe};
 
 /// Longest request line we process. Legitimate lines (keys with an escaped password and an
 /// address) are far shorter; longer ones are discarded while reading and answered as
@@ -119,7 +119,7 @@ async fn handle_connection<H: DictHandler>(stream: UnixStream, handler: Arc<H>) 
             LineRead::TooLong => {
                 log::warn!(
                     "dict request longer than {MAX_LINE} bytes rejected: {}",
-                    preview(&buf[..buf.len().min(40)])
+                    describe(&buf)
                 );
                 session.reject(&buf)
             }

@@ -42,7 +42,7 @@ impl Session {
         let Ok(text) = std::str::from_utf8(line) else {
             log::warn!(
                 "dict request is not valid UTF-8, rejected: {}",
-                preview(line)
+                describe(line)
             );
             return self.reject(line);
         };
@@ -134,12 +134,13 @@ fn txid_of(line: &[u8]) -> String {
     String::from_utf8_lossy(&rest[..end]).into_owned()
 }
 
-/// The start of a raw line, printable, for log messages about bad input.
-pub fn preview(line: &[u8]) -> String {
-    format!(
-        "{:?}",
-        String::from_utf8_lossy(&line[..line.len().min(200)])
-    )
+/// Describe a rejected line for the log without its content: lookup keys of doveauth carry
+/// cleartext passwords.
+pub fn describe(line: &[u8]) -> String {
+    let command = line
+        .first()
+        .map_or('?', |&b| if b.is_ascii_graphic() { b as char } else { '?' });
+    format!("command {command:?}, {} bytes", line.len())
 }
 
 #[cfg(test)]
