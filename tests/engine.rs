@@ -398,3 +398,59 @@ fn bad_input_gives_one_error_line_and_changes_nothing() {
     host.sh("rm /etc/os-release && mv /root/os-release.link /etc/os-release");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn rsa_and_ecdsa_keys_in_the_agent_log_in() {
+    if !enabled("agent_key_types") {
+        return;
+    }
+    let host = TestHost::up("eng-keys");
+    let tmp = std::env::temp_dir().join(format!("eng-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let kh = known_hosts();
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256")] {
+        let key = tmp.join(format!("id_{kind}"));
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        host.sh(&format!(
+            "echo '{}' >> /root/.ssh/authorized_keys",
+            public.trim()
+        ));
+        // an agent holding only this key
+        let sock = tmp.join(format!("agent-{kind}.sock"));
+        let mut agent = Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..50 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let added = Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(added.success());
+        let r = run(
+            &example("webhost"),
+            &["--ssh-host", &host.addr, "--known-hosts", &kh, "--dry-run"],
+            &[("SSH_AUTH_SOCK", sock.to_str().unwrap())],
+        );
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        assert_eq!(r.code, 0, "{kind} key: {}", r.stderr);
+        assert!(r.last_line().starts_with("summary: "));
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
