@@ -362,3 +362,31 @@ fn newemail_cgi() {
     assert!(v["email"].as_str().unwrap().ends_with("@chat.example.org"));
     assert_eq!(v["password"].as_str().unwrap().len(), 12);
 }
+
+#[test]
+fn two_doveauth_processes_create_each_account_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ini, _) = write_ini(tmp.path(), "");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let svc_a = Service::start(env!("CARGO_BIN_EXE_doveauth"), &a, &ini);
+    let svc_b = Service::start(env!("CARGO_BIN_EXE_doveauth"), &b, &ini);
+    let input: String = (0..20)
+        .map(|i| format!("Lshared/passdb/pw-long-enough\"race{i:05}@chat.example.org\n"))
+        .collect();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| svc_a.talk(&input, 20));
+        let hb = s.spawn(|| svc_b.talk(&input, 20));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert_eq!(ra, rb, "both processes must see the same single creation");
+    assert!(ra.iter().all(|r| r.starts_with("O{")));
+    let (_, err_a) = svc_a.stop();
+    let (_, err_b) = svc_b.stop();
+    let created = format!("{err_a}{err_b}")
+        .matches("Created address: ")
+        .count();
+    assert_eq!(created, 20, "{err_a}{err_b}");
+}
