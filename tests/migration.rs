@@ -13,6 +13,10 @@ const USER: &str = "migrated1@_relay-mig.test";
 const PASSWORD: &str = "migration-password";
 
 fn imap(addr: &str, args: &[&str]) -> std::process::Output {
+    imap_url(&format!("imaps://{addr}/INBOX"), args)
+}
+
+fn imap_url(url: &str, args: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args([
             "-sk",
@@ -22,7 +26,7 @@ fn imap(addr: &str, args: &[&str]) -> std::process::Output {
             &format!("{USER}:{PASSWORD}"),
         ])
         .args(args)
-        .arg(format!("imaps://{addr}/INBOX"))
+        .arg(url)
         .output()
         .unwrap()
 }
