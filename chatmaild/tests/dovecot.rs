@@ -246,6 +246,10 @@ plugin {{
 
     /// One LMTP transaction; returns the RCPT replies, then the reply(ies) after DATA.
     fn lmtp_deliver(&self, from: &str, rcpts: &[&str]) -> Vec<String> {
+        self.lmtp_deliver_body(from, rcpts, "hello")
+    }
+
+    fn lmtp_deliver_body(&self, from: &str, rcpts: &[&str], body: &str) -> Vec<String> {
         let s = TcpStream::connect(("127.0.0.1", self.lmtp_port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -277,7 +281,7 @@ plugin {{
         if accepted > 0 {
             write!(w, "DATA\r\n").unwrap();
             assert!(read_reply().starts_with("354"));
-            write!(w, "From: {from}\r\nSubject: hi\r\n\r\nhello\r\n.\r\n").unwrap();
+            write!(w, "From: {from}\r\nSubject: hi\r\n\r\n{body}\r\n.\r\n").unwrap();
             // LMTP answers once per accepted recipient.
             for _ in 0..accepted {
                 replies.push(read_reply());
@@ -602,4 +606,67 @@ fn delivery_triggers_push_via_lua_hook() {
     assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(bodies.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn quota_warning_runs_quota_expire() {
+    require_dovecot!();
+    let quota_expire = Path::new(env!("CARGO_BIN_EXE_chatmail-quota-expire"));
+    let relay_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(relay_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = relay_dir.path().join("chatmail-quota-expire");
+    std::fs::copy(quota_expire, &script).unwrap();
+    // Quota 2 MB; at 75 % Dovecot runs the expiry with a 1 MB (70 %) target, as deployed.
+    let relay = Relay::start_with(
+        "",
+        &format!(
+            "mail_plugins = $mail_plugins quota\n\
+             plugin {{\n  quota = maildir:User quota\n  quota_grace = 0\n  quota_rule = *:storage=2M\n\
+             quota_warning = storage=75%% quota-warning 1 %h\n}}\n\
+             service quota-warning {{\n  executable = script {}\n  user = vmail\n\
+             unix_listener quota-warning {{\n    user = vmail\n    mode = 0600\n  }}\n}}\n",
+            script.display()
+        ),
+    );
+    let addr = format!("quotatest@{DOMAIN}");
+    let mut imap = relay.imap();
+    let (_, status) = imap.cmd(&format!(
+        "LOGIN {} {}",
+        quoted(&addr),
+        quoted("long-enough-pw")
+    ));
+    assert!(status.starts_with("OK"), "{status}");
+    let (_, status) = imap.cmd("SELECT INBOX");
+    assert!(status.starts_with("OK"), "{status}");
+    imap.cmd("LOGOUT");
+
+    // Three old 400 kB messages, named the way Dovecot names them; the 500 kB delivery
+    // below pushes the mailbox past 75 % of the quota.
+    let maildir = relay.mbox.join(&addr);
+    let vmail = (id("vmail", "-u").unwrap(), id("vmail", "-g").unwrap());
+    let old_ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 10 * 86_400;
+    let size = 400_000;
+    let mut old = Vec::new();
+    for i in 0..3 {
+        let p = maildir
+            .join("cur")
+            .join(format!("{}.M{i}P1.test,S={size},W={size}:2,S", old_ts + i));
+        std::fs::write(&p, vec![b'x'; size]).unwrap();
+        std::os::unix::fs::chown(&p, Some(vmail.0), Some(vmail.1)).unwrap();
+        old.push(p);
+    }
+    // Make Dovecot recount the quota from the file names.
+    let _ = std::fs::remove_file(maildir.join("maildirsize"));
+
+    let body = "y".repeat(500_000);
+    let replies = relay.lmtp_deliver_body("sender@other.example", &[&addr], &body);
+    assert!(replies.iter().all(|r| r.starts_with("250")), "{replies:?}");
+    wait_until("quota expiry", || !old[0].exists() && !old[1].exists());
+    assert!(old[2].exists(), "expiry stops once below the target");
+    let new = std::fs::read_dir(maildir.join("new")).unwrap().count();
+    assert_eq!(new, 1, "fresh mail is never expired");
 }
