@@ -11,6 +11,16 @@ struct Service {
     socket: PathBuf,
 }
 
+/// A failing test must not leave its service running.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Service {
     fn start(bin: &str, dir: &Path, ini: &Path) -> Service {
         let socket = dir.join(format!(
