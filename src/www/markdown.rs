@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn lone_block_tags_lose_their_paragraph() {
         let html = to_html("{% if a %}\n\ntext\n\n{% endif %}\n");
-        assert_eq!(html, "{% if a %}<p>text</p>\n{% endif %}");
+        assert_eq!(html, "{% if a %}\n<p>text</p>\n{% endif %}\n");
     }
 
     #[test]
@@ -94,7 +94,10 @@ mod tests {
             "[x](https://{{ d }}/new)\n\n<a href=\"DCACCOUNT:https://{{ d }}/new\">y</a>\n",
         );
         assert!(html.contains("href=\"https://{{ d }}/new\""), "{html}");
-        assert!(html.contains("<a href=\"DCACCOUNT:https://{{ d }}/new\">y</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"DCACCOUNT:https://{{ d }}/new\">y</a>"),
+            "{html}"
+        );
     }
 
     #[test]

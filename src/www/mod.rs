@@ -156,44 +156,44 @@ fn environment() -> Environment<'static> {
 
 /// The `config` object of the templates: the ini keys plus a few derived values.
 fn config_value(c: &Config) -> Value {
-    Value::from_serialize(serde_json::json!({
-        "mail_domain": c.mail_domain,
-        "mail_domain_bare": c.mail_domain_bare,
-        "ipv4_relay": c.ipv4_relay.map(|ip| ip.to_string()),
-        "postfix_myhostname": c.postfix_myhostname,
-        "max_user_send_per_minute": c.max_user_send_per_minute,
-        "max_user_send_burst_size": c.max_user_send_burst_size,
-        "max_mailbox_size": c.max_mailbox_size,
-        "max_mailbox_size_mb": c.max_mailbox_size_mb,
-        "max_message_size": c.max_message_size,
-        "delete_mails_after": c.delete_mails_after,
-        "delete_large_after": c.delete_large_after,
-        "delete_inactive_users_after": c.delete_inactive_users_after,
-        "username_min_length": c.username_min_length,
-        "username_max_length": c.username_max_length,
-        "password_min_length": c.password_min_length,
-        "www_folder": c.www_folder,
-        "disable_ipv6": c.disable_ipv6,
-        "acme_email": c.acme_email,
-        "iroh_relay": c.iroh_relay,
-        "enable_iroh_relay": c.enable_iroh_relay,
-        "privacy_postal": c.privacy_postal,
-        "privacy_mail": c.privacy_mail,
-        "privacy_pdo": c.privacy_pdo,
-        "privacy_supervisor": c.privacy_supervisor,
-        "tls_cert_mode": c.tls_cert_mode.as_str(),
+    minijinja::context! {
+        mail_domain => c.mail_domain.clone(),
+        mail_domain_bare => c.mail_domain_bare.clone(),
+        ipv4_relay => c.ipv4_relay.map(|ip| ip.to_string()),
+        postfix_myhostname => c.postfix_myhostname.clone(),
+        max_user_send_per_minute => c.max_user_send_per_minute,
+        max_user_send_burst_size => c.max_user_send_burst_size,
+        max_mailbox_size => c.max_mailbox_size.clone(),
+        max_mailbox_size_mb => c.max_mailbox_size_mb,
+        max_message_size => c.max_message_size,
+        delete_mails_after => c.delete_mails_after,
+        delete_large_after => c.delete_large_after,
+        delete_inactive_users_after => c.delete_inactive_users_after,
+        username_min_length => c.username_min_length,
+        username_max_length => c.username_max_length,
+        password_min_length => c.password_min_length,
+        www_folder => c.www_folder.clone(),
+        disable_ipv6 => c.disable_ipv6,
+        acme_email => c.acme_email.clone(),
+        iroh_relay => c.iroh_relay.clone(),
+        enable_iroh_relay => c.enable_iroh_relay,
+        privacy_postal => c.privacy_postal.clone(),
+        privacy_mail => c.privacy_mail.clone(),
+        privacy_pdo => c.privacy_pdo.clone(),
+        privacy_supervisor => c.privacy_supervisor.clone(),
+        tls_cert_mode => c.tls_cert_mode.as_str(),
         // upstream's live-reload preview; deployed pages never reload themselves
-        "webdev": false,
-    }))
+        webdev => false,
+    }
 }
 
 /// Lengths as prose: words up to twelve, digits up to fifty, and "more" beyond.
 fn number_word(n: usize) -> &'static str {
     const WORDS: [&str; 51] = [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23",
-        "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37",
-        "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50",
+        "eleven", "twelve", "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23", "24",
+        "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39",
+        "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50",
     ];
     WORDS.get(n).copied().unwrap_or("more")
 }

@@ -135,7 +135,10 @@ mod tests {
 
     #[test]
     fn png_is_384_square_and_scans_to_the_invite_link() {
-        for domain in ["chat.example.org", "a-rather-long-subdomain.of.some.example.net"] {
+        for domain in [
+            "chat.example.org",
+            "a-rather-long-subdomain.of.some.example.net",
+        ] {
             let png_bytes = invite_png(domain).unwrap();
             assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
             let (w, h, _) = decode_grey(&png_bytes);

@@ -62,7 +62,10 @@ fn assert_no_template_syntax(files: &BTreeMap<String, Vec<u8>>) {
     for page in PAGES {
         let html = text(files, page);
         for leftover in ["{{", "}}", "{%", "%}", "{#", "#}", "QxJINJAxTAG"] {
-            assert!(!html.contains(leftover), "{page} contains {leftover}:\n{html}");
+            assert!(
+                !html.contains(leftover),
+                "{page} contains {leftover}:\n{html}"
+            );
         }
     }
 }
@@ -99,10 +102,17 @@ fn pages_have_no_template_syntax_left() {
 #[test]
 fn layout_title_menu_and_domain() {
     let files = built(&domain());
-    for (page, pagename) in [("index.html", "home"), ("info.html", "info"), ("privacy.html", "privacy")] {
+    for (page, pagename) in [
+        ("index.html", "home"),
+        ("info.html", "info"),
+        ("privacy.html", "privacy"),
+    ] {
         let html = text(&files, page);
         assert!(html.starts_with("<!DOCTYPE html>"), "{page}");
-        assert!(html.contains(&format!("<title>chat.example.org {pagename}</title>")), "{page}");
+        assert!(
+            html.contains(&format!("<title>chat.example.org {pagename}</title>")),
+            "{page}"
+        );
         assert!(html.contains(r#"<ul id="menu">"#), "{page}");
         assert!(html.contains(r#"<li id="domain"><a href="index.html">chat.example.org</a></li>"#));
         assert!(html.contains(r#"href="./main.css""#));
@@ -115,7 +125,11 @@ fn layout_title_menu_and_domain() {
 fn domain_relay_home_offers_the_dcaccount_link_and_qr_image() {
     let html = text(&built(&domain()), "index.html");
     let link = r#"href="DCACCOUNT:https://chat.example.org/new""#;
-    assert_eq!(html.matches(link).count(), 2, "button and QR image link:\n{html}");
+    assert_eq!(
+        html.matches(link).count(),
+        2,
+        "button and QR image link:\n{html}"
+    );
     assert!(html.contains(r#"class="cta-button""#));
     assert!(html.contains(r#"src="qr-chatmail-invite-chat.example.org.png""#));
     assert!(html.contains(r#"width="300""#));
@@ -126,9 +140,14 @@ fn domain_relay_home_offers_the_dcaccount_link_and_qr_image() {
 #[test]
 fn self_signed_home_runs_the_dclogin_script() {
     let html = text(&built(&self_signed()), "index.html");
-    assert!(html.contains(r##"<a class="cta-button" id="dclogin-link" href="#">"##), "{html}");
+    assert!(
+        html.contains(r##"<a class="cta-button" id="dclogin-link" href="#">"##),
+        "{html}"
+    );
     assert!(html.contains(r##"<a id="qr-link" href="#"><div id="qr-code"></div></a>"##));
-    let svg_lib = html.find(r#"<script src="qrcode-svg.min.js"></script>"#).unwrap();
+    let svg_lib = html
+        .find(r#"<script src="qrcode-svg.min.js"></script>"#)
+        .unwrap();
     let dclogin = html.find(r#"<script src="dclogin.js"></script>"#).unwrap();
     assert!(svg_lib < dclogin, "the QR library loads first");
     assert!(!html.contains("DCACCOUNT"), "{html}");
@@ -153,9 +172,13 @@ fn dclogin_script_fetches_new_and_fills_the_elements() {
 #[test]
 fn vendored_qr_library_is_qrcode_svg_1_1_0() {
     let js = text(&built(&self_signed()), "qrcode-svg.min.js");
-    assert!(js.starts_with("/*! qrcode-svg v1.1.0 |"), "license header kept");
+    assert!(
+        js.starts_with("/*! qrcode-svg v1.1.0 |"),
+        "license header kept"
+    );
     assert!(js.contains("MIT license"));
-    let license = std::fs::read_to_string(repo_www().join("LICENSES/qrcode-svg-1.1.0.txt")).unwrap();
+    let license =
+        std::fs::read_to_string(repo_www().join("LICENSES/qrcode-svg-1.1.0.txt")).unwrap();
     assert!(license.contains("The MIT License (MIT)"));
 }
 
@@ -193,12 +216,18 @@ fn privacy_page_shows_the_contacts() {
 fn missing_privacy_contacts_read_as_not_configured() {
     let html = text(&built(&self_signed()), "privacy.html");
     assert!(html.contains("(postal address not configured)"), "{html}");
-    assert!(!html.contains("none"), "an unset value must not print as 'none'");
+    assert!(
+        !html.contains("none"),
+        "an unset value must not print as 'none'"
+    );
 }
 
 #[test]
 fn home_page_of_the_default_public_relay_has_its_own_greeting() {
-    let nine = text(&built(&config("mail_domain = nine.testrun.org\n")), "index.html");
+    let nine = text(
+        &built(&config("mail_domain = nine.testrun.org\n")),
+        "index.html",
+    );
     let other = text(&built(&domain()), "index.html");
     assert!(nine.contains("Delta Chat</a> suggests"), "{nine}");
     assert!(!other.contains("Delta Chat</a> suggests"));
@@ -232,7 +261,11 @@ fn qr_png_in_the_build_scans_to_the_invite_link() {
     let files = built(&domain());
     let png_bytes = &files["qr-chatmail-invite-chat.example.org.png"];
     assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
-    assert!((1_000..200_000).contains(&png_bytes.len()), "{} bytes", png_bytes.len());
+    assert!(
+        (1_000..200_000).contains(&png_bytes.len()),
+        "{} bytes",
+        png_bytes.len()
+    );
 }
 
 #[test]
@@ -264,7 +297,11 @@ fn unknown_variable_is_an_error() {
 fn template_that_never_settles_is_an_error() {
     let root = copied_site("loop");
     // each pass prints the tag again, wrapped once more
-    std::fs::write(root.join("src/info.md"), "{{ '{{ \"{{\" }}' ~ '{{ \"{{\" }}' }}\n").unwrap();
+    std::fs::write(
+        root.join("src/info.md"),
+        "{{ '{{ \"{{\" }}' ~ '{{ \"{{\" }}' }}\n",
+    )
+    .unwrap();
     let result = build(&domain(), &root);
     std::fs::remove_dir_all(&root).unwrap();
     assert!(result.is_err());
@@ -284,7 +321,9 @@ fn conflict_markers_fail_the_build() {
 
 #[test]
 fn conflict_block_needs_all_three_markers_in_order() {
-    assert!(has_conflict_block("a\n<<<<<<< x\nb\n=======\nc\n>>>>>>> y\n"));
+    assert!(has_conflict_block(
+        "a\n<<<<<<< x\nb\n=======\nc\n>>>>>>> y\n"
+    ));
     assert!(!has_conflict_block("=======\n<<<<<<< x\n>>>>>>> y\n"));
     assert!(!has_conflict_block("<<<<<<< x\n>>>>>>> y\n"));
     assert!(!has_conflict_block(" <<<<<<< x\n=======\n>>>>>>> y\n"));
@@ -313,15 +352,28 @@ fn source_dir_follows_www_folder() {
     std::fs::create_dir(ini_dir.join("site")).unwrap();
     let with = |folder: &str| config(&format!("mail_domain = x.org\nwww_folder = {folder}\n"));
 
-    assert_eq!(source_dir(&config("mail_domain = x.org\n"), &ini_dir), Some(repo_www()));
+    assert_eq!(
+        source_dir(&config("mail_domain = x.org\n"), &ini_dir),
+        Some(repo_www())
+    );
     assert_eq!(source_dir(&with("disabled"), &ini_dir), None);
     let absolute = ini_dir.join("site");
-    assert_eq!(source_dir(&with(absolute.to_str().unwrap()), &ini_dir), Some(absolute.clone()));
+    assert_eq!(
+        source_dir(&with(absolute.to_str().unwrap()), &ini_dir),
+        Some(absolute.clone())
+    );
     // not below the working directory (the crate root in tests), but below the ini's
     assert_eq!(source_dir(&with("site"), &ini_dir), Some(absolute));
     // below the working directory
-    assert_eq!(source_dir(&with("www"), &ini_dir), Some(std::env::current_dir().unwrap().join("www")));
+    assert_eq!(
+        source_dir(&with("www"), &ini_dir),
+        Some(std::env::current_dir().unwrap().join("www"))
+    );
     std::fs::write(ini_dir.join("file"), "").unwrap();
-    assert_eq!(source_dir(&with("file"), &ini_dir), None, "a file is not a website");
+    assert_eq!(
+        source_dir(&with("file"), &ini_dir),
+        None,
+        "a file is not a website"
+    );
     std::fs::remove_dir_all(&ini_dir).unwrap();
 }
