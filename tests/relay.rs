@@ -85,6 +85,11 @@ impl Relay {
         run(&deploy_tool(), &args, &[])
     }
 
+    fn append_ini(&self, text: &str) {
+        let old = std::fs::read_to_string(&self.ini).unwrap();
+        std::fs::write(&self.ini, old + text).unwrap();
+    }
+
     fn main_pids(&self) -> String {
         let units = UNITS.join(" ");
         self.host
@@ -262,6 +267,9 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     let python = common::e2e_python();
     let relay = Relay::new("relay-e2e", "_relay-e2e.test");
     let addr = relay.host.addr.clone();
+    // the notification proxy: a local endpoint on this machine's leg of the test network
+    let (push_url, pushes) = push_endpoint();
+    relay.append_ini(&format!("notification_url = {push_url}\n"));
     test_dns(&[
         &format!("_relay-e2e.test. 60 IN A {addr}"),
         "_relay-e2e.test. 60 IN MX 10 _relay-e2e.test.",
@@ -273,7 +281,12 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
         .arg(root.join("tests/e2e/with-test-dns"))
         .arg(&python)
         .arg(root.join("tests/e2e/chat.py"))
-        .args(["_relay-e2e.test", &addr])
+        .args([
+            "_relay-e2e.test",
+            &addr,
+            "--push-token",
+            "test-device-token-42",
+        ])
         .envs(common::ssh_env())
         .output()
         .unwrap();
@@ -297,6 +310,11 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
             .starts_with("refused 523"),
         "{results}"
     );
+    // bob's device token went to the notification endpoint when alice's message arrived
+    let posted = pushes
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no push notification POST arrived");
+    assert_eq!(posted, "test-device-token-42");
     assert!(
         results["bob"].as_str().unwrap().starts_with("e2e"),
         "the chosen address was created by login"
@@ -381,4 +399,33 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
         "0",
         "Dovecot's LMTP strips DKIM-Signature before storing"
     );
+}
+
+/// An HTTP endpoint on 10.77.0.1 (this machine, seen from the test hosts) that answers 200
+/// and passes each POST body on.
+fn push_endpoint() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("10.77.0.1:0").expect("bind on the test network");
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (url, rx)
 }

@@ -91,6 +91,9 @@ pub struct Config {
     pub iroh_relay: String,
     /// Whether the local iroh-relay should run (only when `iroh_relay` is absent).
     pub enable_iroh_relay: bool,
+    /// Where chatmail-metadata POSTs device tokens (a chatmail-deploy key; upstream has the
+    /// URL built in). Tests and self-hosted notification proxies set it.
+    pub notification_url: String,
 
     pub privacy_postal: Option<String>,
     pub privacy_mail: Option<String>,
@@ -218,6 +221,10 @@ impl Config {
                 .into(),
             iroh_relay,
             enable_iroh_relay,
+            notification_url: p.string(
+                "notification_url",
+                "https://notifications.delta.chat/notify",
+            ),
             privacy_postal: p.take("privacy_postal"),
             privacy_mail: p.take("privacy_mail"),
             privacy_pdo: p.take("privacy_pdo"),

@@ -118,6 +118,14 @@ impl Component for Chatmaild {
             )
             .collect();
         s.file(ini);
+        // the app versions chatmail-metadata announces; read from beside the ini
+        s.file(
+            File::new(
+                "/usr/local/lib/chatmaild/appversions.json",
+                ::chatmaild::metadata::appversions::DEFAULT_CONTENT,
+            )
+            .restarts("chatmail-metadata.service"),
+        );
         for (unit, program, description, socket, restart_sec, umask) in DICT_SERVICES {
             let name = format!("{unit}.service");
             let text = relay.render(

@@ -1,6 +1,6 @@
 """End-to-end check of a deployed relay with a real chatmail client (Delta Chat core).
 
-    python3 chat.py DOMAIN HOST_ADDRESS [DOMAIN_B HOST_ADDRESS_B]
+    python3 chat.py DOMAIN HOST_ADDRESS [DOMAIN_B HOST_ADDRESS_B] [--push-token TOKEN]
 
 Creates one account from the relay's /new link and one by first login with an address of
 our choosing (on the second relay, if one is given), lets them verify each other (Secure-Join), exchanges encrypted messages both
@@ -31,7 +31,25 @@ def new_account_link(addr):
         return json.load(resp)
 
 
+def set_device_token(addr, user, password, token):
+    """What a phone's chat app does to get push notifications: IMAP SETMETADATA."""
+    import imaplib
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with imaplib.IMAP4_SSL(addr, 993, ssl_context=ctx) as imap:
+        imap.login(user, password)
+        typ, data = imap._simple_command("SETMETADATA", "INBOX", f'(/private/devicetoken "{token}")')
+        assert typ == "OK", data
+
+
 def main():
+    push_token = None
+    if "--push-token" in sys.argv:
+        i = sys.argv.index("--push-token")
+        push_token = sys.argv[i + 1]
+        del sys.argv[i : i + 2]
     domain, addr = sys.argv[1], sys.argv[2]
     domain_b, addr_b = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (domain, addr)
     results = {}
@@ -51,6 +69,8 @@ def main():
         results["alice"], results["bob"] = creds["email"], chosen
         alice.bring_online()
         bob.bring_online()
+        if push_token:
+            set_device_token(addr_b, chosen, chosen_pw, push_token)
 
         t = time.time()
         alice.secure_join(bob.get_qr_code())

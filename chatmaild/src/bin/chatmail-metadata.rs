@@ -21,7 +21,10 @@ fn main() -> ExitCode {
         let queue_dir = mbox.join(QUEUE_DIR_NAME);
         std::fs::create_dir_all(&queue_dir)
             .map_err(|e| format!("cannot create {}: {e}", queue_dir.display()))?;
-        let mut settings = NotifierSettings::default();
+        let mut settings = NotifierSettings {
+            url: config.notification_url.clone(),
+            ..NotifierSettings::default()
+        };
         if let Some(url) = std::env::var("CHATMAIL_NOTIFY_URL")
             .ok()
             .filter(|u| !u.is_empty())
