@@ -129,16 +129,17 @@ impl Drop for TestHost {
     }
 }
 
-/// The built example binary (cargo test builds examples).
+/// The example binary, built first if needed (`cargo test --test X` does not build examples).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run cargo test (it builds examples)",
-        path.display()
-    );
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build --example");
+    assert!(built.success() && path.exists(), "cannot build example {name}");
     path
 }
 
