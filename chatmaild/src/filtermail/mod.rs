@@ -7,12 +7,15 @@
 //! * [`mime`] and [`openpgp`]: what counts as encrypted.
 //! * [`smtp`]: the embedded SMTP server and the re-injection client.
 //!
-//! Transport mode (LMTP delivery to remote relays) and the HTTP `/mxdeliv` listener are
-//! not implemented yet.
+//! * [`http`]: the HTTP `/mxdeliv` listener of incoming mode (relay-to-relay delivery).
+//!
+//! * [`transport`]: Postfix's `default_transport` (LMTP), delivering to remote relays over
+//!   HTTPS `/mxdeliv` or SMTP.
 
 pub mod address;
 pub mod data;
 pub mod dkim;
+pub mod http;
 pub mod incoming;
 pub mod mime;
 pub mod openpgp;
@@ -20,6 +23,7 @@ pub mod outgoing;
 pub mod ratelimit;
 pub mod reply;
 pub mod smtp;
+pub mod transport;
 
 use std::sync::Arc;
 
@@ -68,6 +72,10 @@ pub struct Settings {
     pub postfix_host: String,
     pub outgoing_port: u16,
     pub incoming_port: u16,
+    pub incoming_http_port: u16,
+    pub transport_port: u16,
+    /// The raw `mail_domain` value: transport mode's EHLO name.
+    pub mail_domain: String,
     pub reinject_port: u16,
     pub reinject_port_incoming: u16,
     pub max_message_size: usize,
@@ -88,6 +96,9 @@ impl Settings {
             postfix_host: "127.0.0.1".into(),
             outgoing_port: config.filtermail_smtp_port,
             incoming_port: config.filtermail_smtp_port_incoming,
+            incoming_http_port: config.filtermail_http_port_incoming,
+            transport_port: config.filtermail_lmtp_port_transport,
+            mail_domain: config.mail_domain_bare.clone(),
             reinject_port: config.postfix_reinject_port,
             reinject_port_incoming: config.postfix_reinject_port_incoming,
             max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
@@ -124,13 +135,26 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
                 Some(DkimVerifier::from_system_conf()?)
             };
             let listener = bind(&settings.listen_host, settings.incoming_port).await?;
+            let http_listener = bind(&settings.listen_host, settings.incoming_http_port).await?;
             let relay = Relay::new(&settings.postfix_host, settings.reinject_port_incoming);
-            let handler = Incoming::new(settings.mailboxes.clone(), dkim, relay);
-            log::info!("incoming: entering serving loop on {}", local(&listener));
-            serve(listener, Arc::new(handler), limits).await;
+            let handler = Arc::new(Incoming::new(settings.mailboxes.clone(), dkim, relay));
+            log::info!(
+                "incoming: entering serving loop on {} (SMTP) and {} (HTTP)",
+                local(&listener),
+                local(&http_listener)
+            );
+            tokio::join!(
+                serve(listener, handler.clone(), limits),
+                http::serve(http_listener, handler, settings.max_message_size),
+            );
         }
         Mode::Transport => {
-            return Err("transport mode is not implemented in this filtermail".into());
+            let resolver = transport::resolve::SystemResolver::from_system_conf()?;
+            let delivery = transport::TransportSettings::new(&settings.mail_domain);
+            let handler = transport::Transport::new(delivery, Arc::new(resolver))?;
+            let listener = bind(&settings.listen_host, settings.transport_port).await?;
+            log::info!("transport: entering serving loop on {}", local(&listener));
+            serve(listener, Arc::new(handler), limits).await;
         }
     }
     Ok(())
