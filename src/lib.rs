@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod deploy;
+pub mod dns;
 pub mod output;
 pub mod relay;
 pub mod transport;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod dns;
 mod init;
 mod run;
 
@@ -38,6 +39,8 @@ enum Command {
     Init(init::Args),
     /// Deploy the relay to a host (or show what would change)
     Run(run::Args),
+    /// Check the relay's DNS records and print the zone-file lines to add or fix
+    Dns(dns::Args),
 }
 
 impl Cli {
@@ -45,6 +48,7 @@ impl Cli {
         match self.command {
             Command::Init(args) => init::run(args),
             Command::Run(args) => run::run(args).await,
+            Command::Dns(args) => dns::run(args).await,
         }
     }
 }

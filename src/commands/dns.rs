@@ -1,0 +1,232 @@
+//! `dns`: check the relay's DNS records and print the zone-file lines to add or fix.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use chatmaild::config::Config;
+use tokio::task::JoinSet;
+
+use super::ConfigArg;
+use crate::deploy::HostArgs;
+use crate::dns::check::{self, Outcome, Verdict};
+use crate::dns::host::{self, SmtpProbe};
+use crate::dns::records::{self, Expected, HostFacts, Need, RelayDomain, Rtype, Rule};
+use crate::dns::zonefile::{self, Fix};
+use crate::transport::{Host, Target};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Write the records to add or fix to FILE (BIND zone-file syntax)
+    #[arg(long, value_name = "FILE")]
+    zonefile: Option<PathBuf>,
+    /// The relay host: HOST, USER@HOST:PORT, a Host alias or @local (default: the mail domain)
+    #[arg(long, value_name = "HOST")]
+    ssh_host: Option<String>,
+    /// Ask this DNS server instead of the system's resolvers
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_server)]
+    resolver: Option<SocketAddr>,
+    /// Check from the host that this mail server answers on port 25
+    #[arg(long, value_name = "HOST", default_value = "nine.testrun.org")]
+    smtp_probe: String,
+    /// known_hosts file to check the host key against
+    #[arg(long, env = "CHATMAIL_KNOWN_HOSTS", value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Record the host key if the host is not in known_hosts yet
+    #[arg(long)]
+    accept_new_host_key: bool,
+    /// ssh config file for Host aliases
+    #[arg(long, env = "CHATMAIL_SSH_CONFIG", value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+}
+
+fn parse_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| "expected an IP address with an optional :PORT".into())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = &args.config.config;
+    if !path.exists() {
+        bail!("expecting {} to exist, run init first?", path.display());
+    }
+    let config = Config::load(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(ip) = config.ipv4_relay {
+        println!("[WARNING] {ip} is not a domain, skipping DNS checks.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let relay = RelayDomain::from_config(&config);
+    let resolver = check::resolver(args.resolver)?;
+    let server = match args.resolver {
+        Some(a) => format!("the DNS server {a}"),
+        None => "the system's DNS resolvers".into(),
+    };
+
+    // A server that does not answer at all is an error, not a list of failed records.
+    if let Outcome::Failed(why) =
+        check::lookup(&resolver, &format!("{}.", relay.domain), Rtype::Mx).await
+    {
+        bail!("cannot check DNS records: {server}: {why}");
+    }
+
+    let (facts, smtp) = host_facts(&args, &relay).await?;
+    let mut expected = records::expected(&relay, &facts, &new_sts_id());
+    let outcomes = resolve_all(&resolver, &expected).await;
+    keep_published_sts_id(&mut expected, &outcomes);
+
+    let mut failed_required = 0;
+    let mut fixes = Vec::new();
+    for (record, outcome) in expected.iter().zip(&outcomes) {
+        let verdict = check::judge(record, outcome);
+        let (status, detail) = match &verdict {
+            Verdict::Ok(d) => ("ok", d.clone()),
+            Verdict::Missing(d) => ("missing", d.clone()),
+            Verdict::Wrong(d) => ("wrong", format!("found {d}")),
+            Verdict::Unknown(d) => ("unknown", format!("could not check: {d}")),
+        };
+        let note = match (&verdict, record.need) {
+            (Verdict::Ok(_), _) => "",
+            (_, Need::Required) => " (required)",
+            (_, Need::Recommended) => " (recommended)",
+        };
+        println!(
+            "{status:<8} {:<5} {:<40} {}: {detail}{note}",
+            record.rtype.to_string(),
+            record.name,
+            record.label
+        );
+        if !verdict.is_ok() {
+            if record.need == Need::Required {
+                failed_required += 1;
+            }
+            fixes.push(Fix {
+                record,
+                reason: format!("{status}: {detail}"),
+            });
+        }
+    }
+    if facts.dkim_public_key.is_none() {
+        println!(
+            "{:<8} {:<5} {:<40} no DKIM key on the host (/etc/dkimkeys/opendkim.private): run `chatmail-deploy run` first",
+            "missing",
+            "TXT",
+            format!("opendkim._domainkey.{}.", relay.domain)
+        );
+        failed_required += 1;
+    }
+    match &smtp {
+        SmtpProbe::Ok => println!(
+            "ok       the host reaches {} on port 25 (outgoing mail)",
+            args.smtp_probe
+        ),
+        SmtpProbe::Failed(why) => println!(
+            "warning  the host cannot reach {} on port 25 ({why}): mail to other servers will not leave",
+            args.smtp_probe
+        ),
+    }
+
+    let zone = zonefile::render(&fixes);
+    match &args.zonefile {
+        Some(file) => {
+            std::fs::write(file, &zone).with_context(|| format!("writing {}", file.display()))?;
+            println!("\nrecords to add or fix written to {}", file.display());
+        }
+        None => print!("\n{zone}"),
+    }
+    if failed_required == 0 {
+        println!("\nall required DNS records are correct");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "\n{failed_required} required DNS record{} missing or wrong",
+            if failed_required == 1 { " is" } else { "s are" }
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Connects to the host (the mail domain unless --ssh-host says otherwise) and gathers
+/// what the records depend on.
+async fn host_facts(args: &Args, relay: &RelayDomain) -> anyhow::Result<(HostFacts, SmtpProbe)> {
+    let host_args = HostArgs {
+        ssh_host: args
+            .ssh_host
+            .clone()
+            .unwrap_or_else(|| relay.domain.clone()),
+        known_hosts: args.known_hosts.clone(),
+        accept_new_host_key: args.accept_new_host_key,
+        ssh_config: args.ssh_config.clone(),
+    };
+    let target = host_args.target()?;
+    let preferred = match &target {
+        Target::Ssh { host, .. } => host.parse::<IpAddr>().ok(),
+        Target::Local => None,
+    };
+    let remote = Host::connect(&target, &host_args.ssh_options()?)
+        .await
+        .with_context(|| format!("connecting to {}", target.describe()))?;
+    let result = host::gather(&remote, &args.smtp_probe, preferred)
+        .await
+        .with_context(|| format!("gathering facts on {}", target.describe()));
+    remote.close().await;
+    let (facts, smtp) = result?;
+    if facts.addrs.is_empty() {
+        bail!("{} has no global IP address", target.describe());
+    }
+    Ok((facts, smtp))
+}
+
+/// All lookups at once: the total time is that of the slowest, each bounded.
+async fn resolve_all(
+    resolver: &hickory_resolver::TokioResolver,
+    expected: &[Expected],
+) -> Vec<Outcome> {
+    let mut set = JoinSet::new();
+    for (i, record) in expected.iter().enumerate() {
+        let (resolver, record) = (resolver.clone(), record.clone());
+        set.spawn(async move { (i, check::resolve(&resolver, &record).await) });
+    }
+    let mut outcomes = vec![Outcome::Failed("lookup did not finish".into()); expected.len()];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, outcome)) = joined {
+            outcomes[i] = outcome;
+        }
+    }
+    outcomes
+}
+
+/// Senders cache the MTA-STS policy by id: a valid published id is kept, so that a fix
+/// elsewhere does not suggest changing it.
+fn keep_published_sts_id(expected: &mut [Expected], outcomes: &[Outcome]) {
+    for (record, outcome) in expected.iter_mut().zip(outcomes) {
+        if record.rule != Rule::MtaSts {
+            continue;
+        }
+        if let Outcome::Records { answers, .. } = outcome {
+            let id = answers.iter().find_map(|a| match a {
+                check::Answer::Txt(t) => check::sts_id(t),
+                _ => None,
+            });
+            if let Some(id) = id {
+                record.data = format!("v=STSv1; id={id}");
+            }
+        }
+    }
+}
+
+fn new_sts_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    records::new_sts_id(now)
+}
