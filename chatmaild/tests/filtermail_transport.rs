@@ -14,7 +14,7 @@ use chatmaild::filtermail::http;
 use chatmaild::filtermail::incoming::{ENFORCE_E2EE_FILE, Incoming, Mailboxes};
 use chatmaild::filtermail::smtp::client::Relay;
 use chatmaild::filtermail::smtp::server::{Limits, serve};
-use chatmaild::filtermail::transport::resolve::{BoxFuture, LookupError, Mx, Resolve};
+use chatmaild::filtermail::transport::resolve::{BoxFuture, DnsResolver, LookupError, Mx, Resolve};
 use chatmaild::filtermail::transport::{Transport, TransportSettings};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -82,6 +82,58 @@ impl Resolve for Table {
         let answer = self.hosts.get(host).cloned().ok_or(LookupError::NxDomain);
         Box::pin(async move { answer })
     }
+}
+
+/// A tiny authoritative DNS server on loopback UDP for the real resolver: `MX` and `A`
+/// answers from fixed tables, NXDOMAIN for unknown names, SERVFAIL for `servfail.test`.
+async fn dns_server(mx: &[(&str, u16, &str)], a: &[(&str, Ipv4Addr)]) -> SocketAddr {
+    use mail_auth::hickory_resolver::proto::op::{Message, ResponseCode};
+    use mail_auth::hickory_resolver::proto::rr::rdata::{A, MX};
+    use mail_auth::hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+
+    let mx: Vec<(String, u16, String)> = mx
+        .iter()
+        .map(|(d, p, e)| (format!("{d}."), *p, format!("{e}.")))
+        .collect();
+    let a: Vec<(String, Ipv4Addr)> = a.iter().map(|(h, ip)| (format!("{h}."), *ip)).collect();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            answer.metadata.authoritative = true;
+            let Some(q) = query.queries.first().cloned() else {
+                continue;
+            };
+            let name = q.name().to_ascii().to_ascii_lowercase();
+            let known = mx.iter().any(|(d, ..)| *d == name) || a.iter().any(|(h, _)| *h == name);
+            if name == "servfail.test." {
+                answer.metadata.response_code = ResponseCode::ServFail;
+            } else if !known {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            } else if q.query_type() == RecordType::MX {
+                for (_, preference, exchange) in mx.iter().filter(|(d, ..)| *d == name) {
+                    let exchange = Name::from_ascii(exchange).unwrap();
+                    let data = RData::MX(MX::new(*preference, exchange));
+                    answer.add_answer(Record::from_rdata(q.name().clone(), 60, data));
+                }
+            } else if q.query_type() == RecordType::A {
+                for (_, ip) in a.iter().filter(|(h, _)| *h == name) {
+                    let data = RData::A(A(*ip));
+                    answer.add_answer(Record::from_rdata(q.name().clone(), 60, data));
+                }
+            }
+            answer.add_query(q);
+            let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
 }
 
 // ---------------------------------------------------------------- TLS
@@ -282,12 +334,16 @@ impl RemoteRelay {
 
 /// Start a transport instance answering LMTP; returns its address.
 async fn transport(table: Table, https_port: u16, smtp_port: u16) -> SocketAddr {
+    transport_with(Arc::new(table), https_port, smtp_port).await
+}
+
+async fn transport_with(resolver: Arc<dyn Resolve>, https_port: u16, smtp_port: u16) -> SocketAddr {
     let mut settings = TransportSettings::new(HELO);
     settings.https_port = https_port;
     settings.smtp_port = smtp_port;
     settings.https_timeout = Duration::from_secs(10);
     settings.smtp_timeout = Duration::from_secs(10);
-    let handler = Transport::new(settings, Arc::new(table)).unwrap();
+    let handler = Transport::new(settings, resolver).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, Arc::new(handler), Limits::new(100_000)));
@@ -643,4 +699,79 @@ async fn http_listener_speaks_http_1_0_like_nginx() {
     assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\n250 OK"), "{answer}");
     assert_eq!(sink.received()[0].rcpt_to, ["bob456789@_relay.test"]);
+}
+
+#[tokio::test]
+async fn dns_resolver_answers_from_a_loopback_server() {
+    let server = dns_server(
+        &[
+            ("_dns.test", 20, "mx2._dns.test"),
+            ("_dns.test", 10, "mx1._dns.test"),
+        ],
+        &[
+            ("mx1._dns.test", Ipv4Addr::new(127, 0, 0, 2)),
+            ("a-only.test", Ipv4Addr::LOCALHOST),
+        ],
+    )
+    .await;
+    let resolver = DnsResolver::with_name_server(server, Duration::from_secs(5)).unwrap();
+    let mut mx = resolver.mx("_dns.test").await.unwrap();
+    mx.sort_by_key(|m| m.preference);
+    assert_eq!(
+        mx,
+        [
+            Mx {
+                preference: 10,
+                exchange: "mx1._dns.test".into()
+            },
+            Mx {
+                preference: 20,
+                exchange: "mx2._dns.test".into()
+            },
+        ]
+    );
+    assert_eq!(resolver.ips("mx1._dns.test").await.unwrap(), [loopback(2)]);
+    assert_eq!(resolver.mx("nx.test").await, Err(LookupError::NxDomain));
+    assert_eq!(
+        resolver.mx("a-only.test").await,
+        Err(LookupError::NoRecords)
+    );
+    assert!(matches!(
+        resolver.mx("servfail.test").await,
+        Err(LookupError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn smtp_delivery_found_through_real_dns() {
+    let mx = Sink {
+        starttls: Some(acceptor(&["mx1._dns.test"])),
+        ..Sink::default()
+    };
+    let (mx_addr, mx) = mx.start(loopback(2)).await;
+    let server = dns_server(
+        &[("_dns.test", 10, "mx1._dns.test")],
+        &[("mx1._dns.test", Ipv4Addr::new(127, 0, 0, 2))],
+    )
+    .await;
+    let resolver = DnsResolver::with_name_server(server, Duration::from_secs(5)).unwrap();
+    let lmtp = transport_with(
+        Arc::new(resolver),
+        closed_port(loopback(2)).await,
+        mx_addr.port(),
+    )
+    .await;
+    let replies = Lmtp::connect(lmtp)
+        .await
+        .send(
+            SENDER,
+            &["frank1234@_dns.test", "x@nx.test"],
+            &fixture("encrypted.eml"),
+        )
+        .await;
+    assert_eq!(
+        replies,
+        ["250 OK (SMTP)", "512 Domain nx.test does not exist"]
+    );
+    assert_eq!(mx.received()[0].rcpt_to, ["frank1234@_dns.test"]);
 }

@@ -149,7 +149,7 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             );
         }
         Mode::Transport => {
-            let resolver = transport::resolve::SystemResolver::from_system_conf()?;
+            let resolver = transport::resolve::DnsResolver::from_system_conf()?;
             let delivery = transport::TransportSettings::new(&settings.mail_domain);
             let handler = transport::Transport::new(delivery, Arc::new(resolver))?;
             let listener = bind(&settings.listen_host, settings.transport_port).await?;

@@ -9,8 +9,11 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mail_auth::hickory_resolver::TokioResolver;
+use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::proto::rr::RData;
 
 use crate::filtermail::reply::Reply;
@@ -44,17 +47,36 @@ pub trait Resolve: Send + Sync + 'static {
     fn ips<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, LookupError>>;
 }
 
-/// The resolver configured in `/etc/resolv.conf`.
-pub struct SystemResolver {
+/// DNS through hickory: the system's resolver in production.
+pub struct DnsResolver {
     inner: TokioResolver,
 }
 
-impl SystemResolver {
-    pub fn from_system_conf() -> Result<SystemResolver, String> {
+impl DnsResolver {
+    /// The resolver configured in `/etc/resolv.conf` (unbound on a relay).
+    pub fn from_system_conf() -> Result<DnsResolver, String> {
         let inner = TokioResolver::builder_tokio()
             .and_then(|b| b.build())
             .map_err(|e| format!("cannot set up DNS resolver: {e}"))?;
-        Ok(SystemResolver { inner })
+        Ok(DnsResolver { inner })
+    }
+
+    /// One name server over UDP at `server` (tests run one on loopback so that no query
+    /// leaves the machine).
+    pub fn with_name_server(server: SocketAddr, timeout: Duration) -> Result<DnsResolver, String> {
+        let mut name_server = NameServerConfig::udp(server.ip());
+        for connection in &mut name_server.connections {
+            connection.port = server.port();
+        }
+        let config = ResolverConfig::from_name_servers(vec![name_server]);
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        builder.options_mut().timeout = timeout;
+        builder.options_mut().attempts = 1;
+        let inner = builder
+            .build()
+            .map_err(|e| format!("cannot set up DNS resolver: {e}"))?;
+        Ok(DnsResolver { inner })
     }
 }
 
@@ -77,7 +99,7 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-impl Resolve for SystemResolver {
+impl Resolve for DnsResolver {
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, LookupError>> {
         Box::pin(async move {
             let lookup = self
