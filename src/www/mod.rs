@@ -3,6 +3,20 @@
 //! A buildable folder has `src/index.md`: every `*.md` in `src/` becomes `<stem>.html`
 //! inside `src/page-layout.html`, rendered with minijinja; other files are served as they
 //! are, plus the invite QR code. A folder without `src/index.md` is served unchanged.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! # let config = chatmaild::config::Config::load("chatmail.ini")?;
+//! let ini_dir = std::path::Path::new(".");
+//! if let Some(folder) = chatmail_deploy::www::source_dir(&config, ini_dir) {
+//!     for (path, bytes) in chatmail_deploy::www::build(&config, &folder)? {
+//!         // write to /var/www/html/<path>, owned by www-data; leave other files there alone
+//!         # let _ = (path, bytes);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod markdown;
 mod qr;

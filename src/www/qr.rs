@@ -108,7 +108,7 @@ impl Canvas {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Decodes the PNG back to its size and grey values.
@@ -125,7 +125,8 @@ mod tests {
         (info.width as usize, info.height as usize, grey)
     }
 
-    fn scan(png_bytes: &[u8]) -> String {
+    /// The text of the one QR code in the PNG.
+    pub(in crate::www) fn scan(png_bytes: &[u8]) -> String {
         let (w, h, grey) = decode_grey(png_bytes);
         let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| grey[y * w + x]);
         let grids = image.detect_grids();

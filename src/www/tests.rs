@@ -274,6 +274,21 @@ fn qr_png_in_the_build_scans_to_the_invite_link() {
         "{} bytes",
         png_bytes.len()
     );
+    assert_eq!(
+        qr::tests::scan(png_bytes),
+        "DCACCOUNT:https://chat.example.org/new"
+    );
+}
+
+#[test]
+fn ipv4_relay_is_self_signed_with_a_bracketed_domain() {
+    let files = built(&config("mail_domain = 192.0.2.10\n"));
+    assert!(files.contains_key("qr-chatmail-invite-[192.0.2.10].png"));
+    let html = text(&files, "index.html");
+    assert!(html.contains("<title>[192.0.2.10] home</title>"), "{html}");
+    assert!(html.contains(r#"id="dclogin-link""#), "{html}");
+    assert!(!html.contains("DCACCOUNT"));
+    assert_no_template_syntax(&files);
 }
 
 #[test]
