@@ -775,3 +775,116 @@ async fn smtp_delivery_found_through_real_dns() {
     );
     assert_eq!(mx.received()[0].rcpt_to, ["frank1234@_dns.test"]);
 }
+
+// ---------------------------------------------------------------- the binary
+
+/// `filtermail <ini> <mode>` until dropped.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the binary and wait for its "entering serving loop" line.
+fn start_binary(ini: &std::path::Path, mode: &str) -> Binary {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_filtermail"))
+        .arg(ini)
+        .arg(mode)
+        .env("FILTERMAIL_SKIP_DKIM", "1")
+        .env_remove("CHATMAILD_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let binary = Binary(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("filtermail did not start");
+        if line.contains("entering serving loop") {
+            return binary;
+        }
+    }
+}
+
+async fn free_port() -> u16 {
+    closed_port(loopback(1)).await
+}
+
+#[tokio::test]
+async fn binary_transport_mode_answers_lmtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().await;
+    let ini = dir.path().join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nfiltermail_lmtp_port_transport = {port}\n"
+        ),
+    )
+    .unwrap();
+    let _binary = start_binary(&ini, "transport");
+    // No message: delivering would query the machine's DNS or reach its port 25/443.
+    let mut c = Lmtp::connect(SocketAddr::new(loopback(1), port)).await;
+    assert_eq!(c.cmd("LHLO postfix").await.last().unwrap(), "250 OK");
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).await, ["250 OK"]);
+    assert_eq!(
+        c.cmd("RCPT TO:<bob456789@remote.example>").await,
+        ["250 OK"]
+    );
+    assert_eq!(c.cmd("RSET").await, ["250 OK"]);
+    assert_eq!(c.cmd("QUIT").await, ["221 OK"]);
+}
+
+#[tokio::test]
+async fn binary_incoming_mode_serves_smtp_and_mxdeliv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reinject, sink) = Sink::default().start(loopback(1)).await;
+    let (smtp_port, http_port) = (free_port().await, free_port().await);
+    let ini = dir.path().join("chatmail.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\n\
+             filtermail_smtp_port_incoming = {smtp_port}\n\
+             filtermail_http_port_incoming = {http_port}\n\
+             postfix_reinject_port_incoming = {}\n",
+            dir.path().join("mail").display(),
+            reinject.port()
+        ),
+    )
+    .unwrap();
+    let _binary = start_binary(&ini, "incoming");
+
+    // Both listeners of the one process: the SMTP greeting (checked by connect) and HTTP.
+    Lmtp::connect(SocketAddr::new(loopback(1), smtp_port)).await;
+    let url = format!("http://127.0.0.1:{http_port}/mxdeliv");
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(&url)
+        .header("X-MAIL-FROM", SENDER)
+        .header("X-MAIL-TO", "bob456789@chat.example.org")
+        .body(fixture("encrypted.eml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.text().await.unwrap(), "250 OK");
+    assert_eq!(sink.received()[0].rcpt_to, ["bob456789@chat.example.org"]);
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+}

@@ -154,6 +154,7 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             let handler = transport::Transport::new(delivery, Arc::new(resolver))?;
             let listener = bind(&settings.listen_host, settings.transport_port).await?;
             log::info!("transport: entering serving loop on {}", local(&listener));
+            let limits = transport::lmtp_limits(settings.max_message_size);
             serve(listener, Arc::new(handler), limits).await;
         }
     }

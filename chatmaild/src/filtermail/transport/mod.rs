@@ -24,6 +24,7 @@ use self::tls::{TlsConfigs, TlsPolicy};
 use super::address::domain_of;
 use super::data::unstuff;
 use super::reply::Reply;
+use super::smtp::server::Limits;
 use super::smtp::{Envelope, Handler};
 
 /// How long a host that had to be reached by SMTP is not offered HTTPS again.
@@ -54,6 +55,16 @@ impl TransportSettings {
             per_destination: 30,
         }
     }
+}
+
+/// Limits of the LMTP listener. Postfix has already applied `max_message_size` to the
+/// queue file; what it streams over LMTP also carries its own Received header and
+/// dot-stuffing, so the same limit here would reject (with one reply line where LMTP
+/// expects one per recipient) mail that Postfix accepted. The slack only bounds memory;
+/// the remote relay applies its own limit.
+pub fn lmtp_limits(max_message_size: usize) -> Limits {
+    let slack = (max_message_size / 4).max(1 << 20);
+    Limits::new(max_message_size.saturating_add(slack))
 }
 
 /// The LMTP handler of transport mode.
@@ -335,6 +346,16 @@ mod tests {
                 ("[192.0.2.1]".to_owned(), vec![3]),
             ]
         );
+    }
+
+    #[test]
+    fn lmtp_limit_has_room_for_postfix_additions() {
+        assert_eq!(
+            lmtp_limits(30 << 20).max_message_size,
+            (30 << 20) + (30 << 18)
+        );
+        assert_eq!(lmtp_limits(1000).max_message_size, 1000 + (1 << 20));
+        assert_eq!(lmtp_limits(usize::MAX).max_message_size, usize::MAX);
     }
 
     #[test]
