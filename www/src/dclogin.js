@@ -19,6 +19,9 @@
             height: 300,
             padding: 1,
             join: true,
+            // inline SVG in an HTML page: no XML prolog, and a viewBox so it scales with #qr-code
+            xmlDeclaration: false,
+            container: "svg-viewbox",
         });
         document.getElementById("qr-code").innerHTML = qr.svg();
     }
