@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Bytes;
+
 use super::resolve::{ForReqwest, Resolve};
 use super::tls::TlsPolicy;
 use crate::filtermail::reply::Reply;
@@ -62,7 +64,7 @@ impl MxDeliv {
         policy: TlsPolicy,
         mail_from: Option<&str>,
         rcpt_to: &[String],
-        message: Vec<u8>,
+        message: Bytes,
     ) -> Outcome {
         let client = match policy {
             TlsPolicy::Verify => &self.verify,

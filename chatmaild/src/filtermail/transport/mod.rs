@@ -17,6 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Bytes;
+
 use self::cache::{HostCache, Slots};
 use self::https::{MxDeliv, Outcome};
 use self::resolve::{Resolve, mx_hosts};
@@ -100,8 +102,8 @@ struct Message {
     mail_from: Option<String>,
     /// Dot-stuffed, as received (re-sent verbatim by SMTP).
     stuffed: Vec<u8>,
-    /// The raw message (the `/mxdeliv` body).
-    raw: Vec<u8>,
+    /// The raw message (the `/mxdeliv` body; cheap to clone per attempt).
+    raw: Bytes,
 }
 
 impl Transport {
@@ -132,7 +134,7 @@ impl Transport {
     pub async fn deliver(&self, envelope: Envelope) -> Vec<Reply> {
         let message = Arc::new(Message {
             mail_from: envelope.mail_from,
-            raw: unstuff(&envelope.data),
+            raw: Bytes::from(unstuff(&envelope.data)),
             stuffed: envelope.data,
         });
         let mut tasks = Vec::new();

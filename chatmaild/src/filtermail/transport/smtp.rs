@@ -19,6 +19,8 @@ use crate::filtermail::reply::Reply;
 /// A reply line longer than this is treated as a broken peer.
 const MAX_REPLY_LINE: u64 = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Head start of each address over the next one.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Where one SMTP attempt goes.
 pub struct Target<'a> {
@@ -63,18 +65,33 @@ pub async fn send(
     }
 }
 
-/// Try the addresses in turn until one accepts the connection.
+/// Connect to the first address that answers. Attempts start staggered (RFC 8305
+/// "happy eyeballs") so that an address family without a working route cannot hold up
+/// delivery for the whole connect timeout.
 async fn connect(addrs: &[IpAddr], port: u16) -> Result<TcpStream, String> {
-    let mut last = String::from("no address");
-    for &ip in addrs {
+    let mut attempts = tokio::task::JoinSet::new();
+    for (i, &ip) in addrs.iter().enumerate() {
         let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        let delay = ATTEMPT_DELAY * u32::try_from(i).unwrap_or(u32::MAX);
+        attempts.spawn(async move {
+            tokio::time::sleep(delay).await;
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(e)) => Err(format!("{addr}: {e}")),
+                Err(_) => Err(format!("{addr}: connect timeout")),
+            }
+        });
+    }
+    let mut last = String::from("no address");
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
             Ok(Ok(stream)) => {
+                // Dropping the set aborts the other attempts.
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: connect timeout"),
+            Ok(Err(e)) => last = e,
+            Err(e) => last = e.to_string(),
         }
     }
     Err(last)
@@ -269,6 +286,19 @@ mod tests {
         assert!(read_reply(&mut input).await.is_err());
         let mut closed: &[u8] = b"250-partial\r\n";
         assert!(read_reply(&mut closed).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn first_answering_address_wins() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // 127.0.0.3 refuses; the listener on 127.0.0.2 answers.
+        let addrs: [IpAddr; 2] = ["127.0.0.3".parse().unwrap(), "127.0.0.2".parse().unwrap()];
+        let stream = connect(&addrs, port).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap().ip(), addrs[1]);
+        let err = connect(&addrs[..1], port).await.unwrap_err();
+        assert!(err.starts_with("127.0.0.3:"), "{err}");
+        assert_eq!(connect(&[], port).await.unwrap_err(), "no address");
     }
 
     #[test]
