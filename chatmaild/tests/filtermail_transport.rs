@@ -338,16 +338,40 @@ async fn transport(table: Table, https_port: u16, smtp_port: u16) -> SocketAddr 
 }
 
 async fn transport_with(resolver: Arc<dyn Resolve>, https_port: u16, smtp_port: u16) -> SocketAddr {
+    start_transport(resolver, settings(https_port, smtp_port)).await
+}
+
+fn settings(https_port: u16, smtp_port: u16) -> TransportSettings {
     let mut settings = TransportSettings::new(HELO);
     settings.https_port = https_port;
     settings.smtp_port = smtp_port;
     settings.https_timeout = Duration::from_secs(10);
     settings.smtp_timeout = Duration::from_secs(10);
+    settings
+}
+
+async fn start_transport(resolver: Arc<dyn Resolve>, settings: TransportSettings) -> SocketAddr {
     let handler = Transport::new(settings, resolver).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, Arc::new(handler), Limits::new(100_000)));
     addr
+}
+
+/// A TCP listener that accepts and then says nothing; each accepted connection is
+/// reported on the channel and held open.
+async fn silent_listener(ip: IpAddr) -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+            let _ = tx.send(());
+        }
+    });
+    (port, rx)
 }
 
 /// A port on `ip` with nothing listening.
@@ -774,6 +798,61 @@ async fn smtp_delivery_found_through_real_dns() {
         ["250 OK (SMTP)", "512 Domain nx.test does not exist"]
     );
     assert_eq!(mx.received()[0].rcpt_to, ["frank1234@_dns.test"]);
+}
+
+#[tokio::test]
+async fn busy_destination_is_deferred() {
+    // The relay's HTTPS port accepts but never answers: the first delivery hangs there.
+    let (https_port, mut accepted) = silent_listener(loopback(1)).await;
+    let table = Table::default().host("_slow.test", loopback(1));
+    let mut one_at_a_time = settings(https_port, closed_port(loopback(1)).await);
+    one_at_a_time.per_destination = 1;
+    let lmtp = start_transport(Arc::new(table), one_at_a_time).await;
+    let message = fixture("encrypted.eml");
+
+    let first = {
+        let message = message.clone();
+        tokio::spawn(async move {
+            let mut c = Lmtp::connect(lmtp).await;
+            c.send(SENDER, &["a@_slow.test"], &message).await
+        })
+    };
+    accepted.recv().await.unwrap();
+    let second = Lmtp::connect(lmtp)
+        .await
+        .send(SENDER, &["b@_slow.test"], &message)
+        .await;
+    assert_eq!(second, ["421 Transport busy"]);
+    first.abort();
+}
+
+#[tokio::test]
+async fn smtp_only_hosts_skip_https_for_a_while() {
+    // Something that is not /mxdeliv on the HTTPS port: connections are counted.
+    let (https_port, mut attempts) = silent_listener(loopback(2)).await;
+    let mx = Sink {
+        starttls: Some(acceptor(&["mx._plain.test"])),
+        ..Sink::default()
+    };
+    let (mx_addr, mx) = mx.start(loopback(2)).await;
+    let table = Table::default()
+        .mx("_plain.test", &[(10, "mx._plain.test")])
+        .host("mx._plain.test", loopback(2));
+    let mut quick = settings(https_port, mx_addr.port());
+    quick.https_timeout = Duration::from_millis(300);
+    let lmtp = start_transport(Arc::new(table), quick).await;
+
+    for rcpt in ["a@_plain.test", "b@_plain.test"] {
+        let replies = Lmtp::connect(lmtp)
+            .await
+            .send(SENDER, &[rcpt], &fixture("encrypted.eml"))
+            .await;
+        assert_eq!(replies, ["250 OK (SMTP)"]);
+    }
+    assert_eq!(mx.received().len(), 2);
+    // Only the first message tried HTTPS.
+    assert!(attempts.try_recv().is_ok());
+    assert!(attempts.try_recv().is_err());
 }
 
 // ---------------------------------------------------------------- the binary
