@@ -90,7 +90,7 @@ fn build_site(config: &Config, src: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             continue;
         }
         if path.extension().is_some_and(|e| e == "md") {
-            let stem = name.trim_end_matches(".md");
+            let stem = name.strip_suffix(".md").unwrap_or(&name);
             let html = renderer.page(stem, &read_text(&path)?)?;
             files.push((format!("{stem}.html"), html.into_bytes()));
         } else {
