@@ -114,14 +114,11 @@ fn send(port: u16, from: &str, to: &str, message: &[u8]) -> String {
     let mut wr = stream.try_clone().unwrap();
     let mut rd = StdBufReader::new(stream);
     let mut reply = || {
-        let mut last = String::new();
         loop {
             let mut line = String::new();
             rd.read_line(&mut line).unwrap();
-            let done = line.as_bytes().get(3) != Some(&b'-');
-            last = line.trim_end().to_owned();
-            if done {
-                return last;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_owned();
             }
         }
     };
