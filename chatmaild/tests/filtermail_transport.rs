@@ -388,12 +388,17 @@ struct Lmtp {
 
 impl Lmtp {
     async fn connect(addr: SocketAddr) -> Lmtp {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut lmtp = Lmtp {
-            io: BufReader::new(stream),
-        };
+        let mut lmtp = Lmtp::connect_banner(addr).await;
         assert_eq!(lmtp.line().await, "220 filtermail SMTP");
         lmtp
+    }
+
+    /// Connect without reading the greeting (any SMTP server).
+    async fn connect_banner(addr: SocketAddr) -> Lmtp {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Lmtp {
+            io: BufReader::new(stream),
+        }
     }
 
     async fn line(&mut self) -> String {
@@ -966,4 +971,204 @@ async fn binary_incoming_mode_serves_smtp_and_mxdeliv() {
     assert_eq!(sink.received()[0].rcpt_to, ["bob456789@chat.example.org"]);
     let get = client.get(&url).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 405);
+}
+
+// ---------------------------------------------------------------- real Postfix
+
+/// A private Postfix instance (own config and queue) whose `default_transport` is the
+/// transport under test, as on a relay.
+struct Postfix {
+    config: std::path::PathBuf,
+    maillog: std::path::PathBuf,
+}
+
+impl Postfix {
+    async fn start(dir: &std::path::Path, submit_port: u16, lmtp: SocketAddr) -> Postfix {
+        let (config, queue, data) = (dir.join("etc"), dir.join("queue"), dir.join("data"));
+        for d in [&config, &queue, &data] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let chown = tokio::process::Command::new("chown")
+            .arg("postfix:postfix")
+            .arg(&data)
+            .status()
+            .await
+            .unwrap();
+        assert!(chown.success());
+        let maillog = dir.join("maillog");
+        let main_cf = format!(
+            "compatibility_level = 3.6\nqueue_directory = {}\ndata_directory = {}\n\
+             maillog_file = {}\nmaillog_file_prefixes = {}\nmail_owner = postfix\n\
+             setgid_group = postdrop\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
+             myhostname = chat.example.org\nmydestination =\nmynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             default_transport = lmtp:inet:[127.0.0.1]:{}\n\
+             lmtp_tls_security_level = none\nalias_maps =\nalias_database =\n",
+            queue.display(),
+            data.display(),
+            maillog.display(),
+            dir.display(),
+            lmtp.port(),
+        );
+        std::fs::write(config.join("main.cf"), main_cf).unwrap();
+        let services = [
+            format!("127.0.0.1:{submit_port} inet n - n - - smtpd"),
+            "pickup unix n - n 60 1 pickup".into(),
+            "cleanup unix n - n - 0 cleanup".into(),
+            "qmgr unix n - n 300 1 qmgr".into(),
+            "rewrite unix - - n - - trivial-rewrite".into(),
+            "bounce unix - - n - 0 bounce".into(),
+            "defer unix - - n - 0 bounce".into(),
+            "trace unix - - n - 0 bounce".into(),
+            "verify unix - - n - 1 verify".into(),
+            "flush unix n - n 1000? 0 flush".into(),
+            "proxymap unix - - n - - proxymap".into(),
+            "smtp unix - - n - - smtp".into(),
+            "lmtp unix - - n - - lmtp".into(),
+            "showq unix n - n - - showq".into(),
+            "error unix - - n - - error".into(),
+            "retry unix - - n - - error".into(),
+            "discard unix - - n - - discard".into(),
+            "anvil unix - - n - 1 anvil".into(),
+            "scache unix - - n - 1 scache".into(),
+            "postlog unix-dgram n - n - 1 postlogd".into(),
+        ];
+        std::fs::write(config.join("master.cf"), services.join("\n") + "\n").unwrap();
+        let postfix = Postfix { config, maillog };
+        let out = postfix.control("start").await;
+        assert!(
+            out.status.success(),
+            "postfix start: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            postfix.log()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", submit_port))
+            .await
+            .is_err()
+        {
+            assert!(std::time::Instant::now() < deadline, "smtpd never listened");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        postfix
+    }
+
+    async fn control(&self, command: &str) -> std::process::Output {
+        tokio::process::Command::new("postfix")
+            .arg("-c")
+            .arg(&self.config)
+            .arg(command)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.maillog).unwrap_or_default()
+    }
+
+    /// The `status=...` of the log line for `rcpt`, once there is one.
+    async fn status_of(&self, rcpt: &str) -> String {
+        let needle = format!("to=<{rcpt}>");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            let found = log
+                .lines()
+                .filter(|l| l.contains(&needle))
+                .find_map(|l| l.split_once("status=").map(|(_, s)| s.to_owned()));
+            if let Some(status) = found {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no status for {rcpt}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Postfix {
+    /// Also on a failed assertion: never leave the instance running.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("postfix")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("stop")
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_lmtp_client_reads_one_reply_per_recipient() {
+    if std::env::var("CHATMAIL_POSTFIX_TESTS").ok().as_deref() != Some("1") {
+        eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
+        return;
+    }
+    // bob's relay takes /mxdeliv and refuses cleartext for him; dave's domain only has an
+    // SMTP MX; _nx.test does not exist.
+    let strict = RemoteRelay::start(loopback(1), &["_relay.test"]).await;
+    strict.enforce_e2ee("bob456789@_relay.test");
+    let mx = Sink {
+        starttls: Some(acceptor(&["mx._open.test"])),
+        ..Sink::default()
+    };
+    let (mx_addr, mx) = mx.start(loopback(2)).await;
+    let table = Table::default()
+        .host("_relay.test", loopback(1))
+        .mx("_open.test", &[(10, "mx._open.test")])
+        .host("mx._open.test", loopback(2));
+    let lmtp = transport(table, strict.https_port, mx_addr.port()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Postfix's daemons run as user postfix and must reach the queue inside.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let submit_port = free_port().await;
+    let postfix = Postfix::start(dir.path(), submit_port, lmtp).await;
+
+    // A null sender, so that Postfix has no bounce to send afterwards.
+    let rcpts = [
+        "bob456789@_relay.test",
+        "dave12345@_open.test",
+        "nobody123@_nx.test",
+    ];
+    let mut smtp = Lmtp::connect_banner(SocketAddr::new(loopback(1), submit_port)).await;
+    assert!(smtp.line().await.starts_with("220"));
+    assert!(
+        smtp.cmd("EHLO client.test")
+            .await
+            .last()
+            .unwrap()
+            .starts_with("250")
+    );
+    assert!(smtp.cmd("MAIL FROM:<>").await[0].starts_with("250"));
+    for rcpt in rcpts {
+        let reply = smtp.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(reply[0].starts_with("250"), "{rcpt}: {reply:?}");
+    }
+    assert!(smtp.cmd("DATA").await[0].starts_with("354"));
+    let message = chatmaild::filtermail::data::stuff(&fixture("plain.eml"));
+    smtp.io.get_mut().write_all(&message).await.unwrap();
+    let queued = smtp.cmd(".").await;
+    assert!(queued[0].starts_with("250"), "{queued:?}");
+
+    let bob = postfix.status_of(rcpts[0]).await;
+    let dave = postfix.status_of(rcpts[1]).await;
+    let nobody = postfix.status_of(rcpts[2]).await;
+    assert!(
+        bob.starts_with("bounced") && bob.contains("523 Encryption Needed"),
+        "{bob}"
+    );
+    assert!(dave.starts_with("sent (250 OK (SMTP))"), "{dave}");
+    assert!(
+        nobody.starts_with("bounced") && nobody.contains("512 Domain _nx.test does not exist"),
+        "{nobody}"
+    );
+    assert_eq!(mx.received()[0].rcpt_to, ["dave12345@_open.test"]);
+    assert!(strict.reinjected.received().is_empty());
 }
