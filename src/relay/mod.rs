@@ -8,6 +8,7 @@ mod base;
 mod chatmaild;
 mod context;
 mod dovecot;
+mod dovecot_build;
 mod iroh;
 mod mtail;
 mod nginx;
