@@ -157,13 +157,10 @@ pub async fn lookup(resolver: &TokioResolver, owner: &str, rtype: Rtype) -> Outc
             _ => {}
         }
     }
-    if answers.is_empty() {
-        // a CNAME whose target has no such record
-        return match via.last() {
-            Some(target) => Outcome::Failed(format!("CNAME to {target}, which has no {rtype}")),
-            None => Outcome::NoRecords,
-        };
+    if answers.is_empty() && via.is_empty() {
+        return Outcome::NoRecords;
     }
+    // answers may be empty: a CNAME whose target has no such record
     Outcome::Records { via, answers }
 }
 
@@ -212,7 +209,23 @@ pub async fn resolve(resolver: &TokioResolver, expected: &Expected) -> Outcome {
                 (true, _) => Outcome::NoRecords,
             }
         }
-        _ => lookup(resolver, &expected.name, expected.rtype).await,
+        _ => {
+            let outcome = lookup(resolver, &expected.name, expected.rtype).await;
+            if !matches!(outcome, Outcome::NxDomain | Outcome::NoRecords) {
+                return outcome;
+            }
+            // a CNAME to a name that does not exist answers NXDOMAIN: say where it points
+            if let Outcome::Records { answers, .. } =
+                lookup(resolver, &expected.name, Rtype::Cname).await
+                && let Some(Answer::Cname(target)) = answers.first()
+            {
+                return Outcome::Records {
+                    via: vec![target.clone()],
+                    answers: vec![],
+                };
+            }
+            outcome
+        }
     }
 }
 
@@ -291,6 +304,12 @@ pub fn judge(expected: &Expected, outcome: &Outcome) -> Verdict {
         }
         Outcome::Records { via, answers } => (via, answers),
     };
+    if let (true, Some(target)) = (answers.is_empty(), via.last()) {
+        return Verdict::Wrong(format!(
+            "CNAME to {target}, which has no {} record",
+            expected.rtype
+        ));
+    }
     let verdict = judge_answers(&expected.rule, answers);
     match (verdict, via.last()) {
         (Verdict::Ok(s), Some(t)) => Verdict::Ok(format!("{s} (via CNAME {t})")),
@@ -681,6 +700,14 @@ mod tests {
         assert_eq!(
             judge(&exp(rule.clone()), &via),
             Verdict::Ok("\"v=DMARC1;p=reject\" (via CNAME dmarc.provider.org.)".into())
+        );
+        let dangling = Outcome::Records {
+            via: vec!["gone.org.".into()],
+            answers: vec![],
+        };
+        assert_eq!(
+            judge(&exp(rule.clone()), &dangling),
+            Verdict::Wrong("CNAME to gone.org., which has no TXT record".into())
         );
         assert_eq!(
             judge(&exp(rule), &Outcome::Failed("no answer (timed out)".into())),
