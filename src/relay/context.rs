@@ -24,6 +24,8 @@ pub struct Relay {
     /// chatmail.ini exactly as the operator wrote it; uploaded byte for byte.
     pub ini: Vec<u8>,
     pub options: RelayOptions,
+    /// The built web pages (relative path, bytes); `None` when disabled or failed to build.
+    pub website: Option<Vec<(String, Vec<u8>)>>,
     templates: Templates,
     vars: Value,
 }
@@ -38,10 +40,12 @@ impl Relay {
 
     pub fn new(config: Config, ini: Vec<u8>, options: RelayOptions) -> anyhow::Result<Relay> {
         let vars = variables(&config, &options);
+        let website = build_website(&config);
         Ok(Relay {
             config,
             ini,
             options,
+            website,
             templates: templates::load()?,
             vars,
         })
@@ -55,6 +59,7 @@ impl Relay {
             config: self.config.clone(),
             ini: self.ini.clone(),
             options,
+            website: self.website.clone(),
             templates: templates::load().expect("the embedded templates loaded once already"),
             vars: self.vars.clone(),
         }
@@ -87,6 +92,25 @@ impl Relay {
                 path.display()
             )
         })
+    }
+}
+
+/// The pages from `www_folder`; a disabled or broken site leaves the deployed one alone.
+fn build_website(config: &Config) -> Option<Vec<(String, Vec<u8>)>> {
+    let ini_dir = config.inipath.parent().unwrap_or(Path::new("."));
+    let Some(source) = crate::www::source_dir(config, ini_dir) else {
+        eprintln!(
+            "warning: building web pages is disabled (www_folder = {})",
+            config.www_folder
+        );
+        return None;
+    };
+    match crate::www::build(config, &source) {
+        Ok(files) => Some(files),
+        Err(e) => {
+            eprintln!("warning: web page build failed, skipping the website: {e:#}");
+            None
+        }
     }
 }
 

@@ -25,6 +25,13 @@ impl Component for Nginx {
         );
         s.directory(Directory::new("/var/www"));
         s.directory(Directory::new("/var/www/html"));
+        // the pages; other files there (autoconfig, mta-sts, the ACME webroot) stay
+        for (path, bytes) in relay.website.iter().flatten() {
+            s.file(
+                File::new(format!("/var/www/html/{path}"), bytes.clone())
+                    .owner("www-data", "www-data"),
+            );
+        }
         s.file(relay.file(
             "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",
             "nginx/autoconfig.xml.j2",

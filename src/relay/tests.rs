@@ -59,7 +59,7 @@ fn files(ini: &str) -> BTreeMap<String, String> {
 }
 
 fn every_template_is_used(f: &BTreeMap<String, String>) {
-    for (path, content) in f {
+    for (path, content) in f.iter().filter(|(p, _)| !p.ends_with(".png")) {
         assert!(
             !content.contains("{{") && !content.contains("{%"),
             "{path} has template syntax left"
