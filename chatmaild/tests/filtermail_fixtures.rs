@@ -298,3 +298,42 @@ fn hostile_messages_fail_for_their_reason() {
         )
     ));
 }
+
+/// Messages written by Delta Chat itself (see `deltachat/README.md`): OpenPGP v6
+/// (PKESK v6 / SKESK v6 + SEIPD v2) must pass both directions.
+#[test]
+fn real_deltachat_messages_pass() {
+    use chatmaild::filtermail::Direction;
+    use chatmaild::filtermail::mime::Mail;
+
+    let (_dir, boxes) = enforcing_mailboxes();
+    let dir = fixture_dir().join("deltachat");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 7);
+    for name in names {
+        let msg = std::fs::read(dir.join(&name)).unwrap();
+        let mail = Mail::parse(&msg);
+        assert_eq!(mail.check_encrypted(Direction::Outgoing), Ok(()), "{name}");
+        let from = mail.from_address().unwrap();
+        let env = envelope(Some(&from), RCPT);
+        assert_eq!(outgoing::check(&env, &msg), Ok(()), "{name}");
+        assert!(incoming::check(&env, &msg, &boxes).is_ok(), "{name}");
+        // The same message with bytes appended to its payload is refused.
+        let text = String::from_utf8(msg.clone()).unwrap();
+        let cut = text.replacen(
+            "\r\n-----END PGP MESSAGE-----",
+            "AAAA\r\n-----END PGP MESSAGE-----",
+            1,
+        );
+        assert_eq!(
+            code(outgoing::check(&env, cut.as_bytes())),
+            523,
+            "{name} extended"
+        );
+    }
+}
