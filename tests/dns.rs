@@ -139,11 +139,15 @@ impl Relay {
 
     /// `dns` against the test DNS; port 25 is probed against the relay itself.
     fn check(&self, extra: &[&str]) -> Run {
+        self.check_ini(&self.ini, extra)
+    }
+
+    fn check_ini(&self, ini: &Path, extra: &[&str]) -> Run {
         let kh = known_hosts();
         let mut args = vec![
             "dns",
             "--config",
-            self.ini.to_str().unwrap(),
+            ini.to_str().unwrap(),
             "--ssh-host",
             &self.host.addr,
             "--known-hosts",
@@ -160,13 +164,40 @@ impl Relay {
 
     /// Loads the printed fixes into the DNS; the next check must pass.
     fn apply_fixes(&self, out: &Run) {
+        self.apply_fixes_ini(&self.ini, out)
+    }
+
+    fn apply_fixes_ini(&self, ini: &Path, out: &Run) {
         let records = zone_records(&out.stdout);
         assert!(!records.is_empty(), "no fixes printed:\n{}", out.stdout);
         let mut args = vec!["add"];
         args.extend(records.iter().map(String::as_str));
         test_dns(&args);
-        let again = self.check(&[]);
+        let again = self.check_ini(ini, &[]);
         assert_eq!(again.code, 0, "the fixes did not help:\n{}", again.stdout);
+    }
+}
+
+/// The test DNS outlives a test run: removes what earlier runs added for `fqdn`, keeping
+/// the apex A, AAAA and PTR that `up` publishes.
+fn clear_zone(fqdn: &str) {
+    for rtype in ["MX", "TXT", "CAA"] {
+        test_dns(&["del", fqdn, rtype]);
+    }
+    let subs = [
+        "opendkim._domainkey",
+        "_mta-sts",
+        "mta-sts",
+        "www",
+        "_dmarc",
+        "_smtp._tls",
+        "_submission._tcp",
+        "_submissions._tcp",
+        "_imap._tcp",
+        "_imaps._tcp",
+    ];
+    for sub in subs {
+        test_dns(&["del", &format!("{sub}.{fqdn}")]);
     }
 }
 
@@ -177,27 +208,7 @@ fn dns_check_against_a_deployed_relay() {
     }
     let relay = Relay::deploy();
     let fqdn = format!("{DOMAIN}.");
-    // the test DNS outlives a test run: start from what `up` publishes (A, AAAA, PTR)
-    for rtype in ["MX", "TXT", "CAA"] {
-        test_dns(&["del", &fqdn, rtype]);
-    }
-    for sub in [
-        "opendkim._domainkey",
-        "_mta-sts",
-        "mta-sts",
-        "www",
-        "_dmarc",
-        "_smtp._tls",
-    ]
-    .iter()
-    .chain(&[
-        "_submission._tcp",
-        "_submissions._tcp",
-        "_imap._tcp",
-        "_imaps._tcp",
-    ]) {
-        test_dns(&["del", &format!("{sub}.{fqdn}")]);
-    }
+    clear_zone(&fqdn);
     test_dns(&["del", "dmarc.policies.test."]);
 
     // a fresh relay has only what `up` published (A, AAAA, PTR)
@@ -387,6 +398,25 @@ fn dns_check_against_a_deployed_relay() {
         "{}",
         out.stdout
     );
+
+    // a self-signed relay (`_` domain) on the same host: no MTA-STS, www only recommended;
+    // its fixes (A, MX, DKIM, ..., PTR) make the check pass
+    let ss_fqdn = "_relay-dns.test.";
+    let ss_ini = write_ini(&temp_dir("selfsigned"), "mail_domain = _relay-dns.test\n");
+    clear_zone(ss_fqdn);
+    test_dns(&["del", ss_fqdn]);
+    let out = relay.check_ini(&ss_ini, &[]);
+    assert_eq!(out.code, 1);
+    assert!(!out.stdout.contains("mta-sts"), "{}", out.stdout);
+    assert!(!out.stdout.contains("CAA"), "{}", out.stdout);
+    assert_eq!(status_of(&out.stdout, "A", ss_fqdn), Some("missing"));
+    assert!(line_of(&out.stdout, "CNAME", &format!("www.{ss_fqdn}")).ends_with("(recommended)"));
+    let octets: Vec<&str> = relay.host.addr.split('.').rev().collect();
+    let ptr_owner = format!("{}.in-addr.arpa.", octets.join("."));
+    assert!(line_of(&out.stdout, "PTR", &ptr_owner).starts_with("wrong"));
+    relay.apply_fixes_ini(&ss_ini, &out);
+    clear_zone(ss_fqdn);
+    test_dns(&["del", ss_fqdn]);
 }
 
 /// Runs the tool without the test hosts' ssh-agent (for tests that need no root).
@@ -424,6 +454,51 @@ fn check_silent_server(server: &str) {
     let line = out.one_error_line();
     assert!(line.contains(&format!("the DNS server {server}")), "{line}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+/// A DNS server on loopback that answers every query with `rcode` (2: SERVFAIL).
+fn fake_dns(rcode: u8) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            // the header and the question only: the name's labels, then type and class
+            let mut end = 12;
+            while end < n && buf[end] != 0 {
+                end += 1 + buf[end] as usize;
+            }
+            let mut resp = buf[..(end + 5).min(n)].to_vec();
+            resp[2] |= 0x80; // a response
+            resp[3] = 0x80 | rcode; // recursion available, the error code
+            resp[6..12].fill(0); // no answer, authority or additional records
+            let _ = sock.send_to(&resp, peer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn dns_server_that_fails_says_servfail() {
+    let server = fake_dns(2);
+    let dir = temp_dir("servfail");
+    let ini = write_ini(&dir, &format!("mail_domain = {DOMAIN}\n"));
+    let started = Instant::now();
+    let out = run_plain(&[
+        "dns",
+        "--config",
+        ini.to_str().unwrap(),
+        "--ssh-host",
+        "root@127.0.0.1:1",
+        "--resolver",
+        &server,
+    ]);
+    let line = out.one_error_line();
+    assert!(line.contains("SERVFAIL"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chatmaild::config::Config;
@@ -54,7 +54,21 @@ fn parse_server(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "expected an IP address with an optional :PORT".into())
 }
 
+/// The whole check never takes longer than this: each step has its own timeout, this is
+/// the backstop.
+const DEADLINE: Duration = Duration::from_secs(120);
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match tokio::time::timeout(DEADLINE, check(args)).await {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "the DNS check did not finish within {} s",
+            DEADLINE.as_secs()
+        ),
+    }
+}
+
+async fn check(args: Args) -> anyhow::Result<ExitCode> {
     let path = &args.config.config;
     if !path.exists() {
         bail!("expecting {} to exist, run init first?", path.display());

@@ -691,6 +691,15 @@ mod tests {
     }
 
     #[test]
+    fn resolver_errors_in_words() {
+        let servfail = NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail));
+        assert!(describe(&servfail).starts_with("SERVFAIL"));
+        let refused = NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused));
+        assert!(describe(&refused).starts_with("REFUSED"));
+        assert_eq!(describe(&NetError::Timeout), "no answer (timed out)");
+    }
+
+    #[test]
     fn cname_chain_and_failures_are_reported() {
         let rule = Rule::Dmarc;
         let via = Outcome::Records {

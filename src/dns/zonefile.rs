@@ -75,7 +75,16 @@ pub fn render(fixes: &[Fix<'_>]) -> String {
         out.push_str(title);
         out.push('\n');
         for fix in chosen {
-            out.push_str(&format!("; {}\n{}\n", fix.reason, line(fix.record)));
+            out.push_str(&format!("; {}\n", fix.reason));
+            if fix.record.rtype == Rtype::Txt && fix.record.data.len() > TXT_CHUNK {
+                // some providers' web forms take the value whole and split it themselves
+                out.push_str(&format!(
+                    "; (if your DNS provider wants one string: \"{}\")\n",
+                    fix.record.data
+                ));
+            }
+            out.push_str(&line(fix.record));
+            out.push('\n');
         }
     }
     if out.is_empty() {
@@ -165,5 +174,23 @@ mod tests {
         );
         assert_eq!(text, want);
         assert_eq!(render(&[]), "; all DNS records are in place\n");
+
+        let long = "v=DKIM1;k=rsa;p=".to_string() + &"A".repeat(300);
+        let dkim = rec(
+            "opendkim._domainkey.x.org.",
+            Rtype::Txt,
+            &long,
+            Need::Required,
+        );
+        let text = render(&[Fix {
+            record: &dkim,
+            reason: "missing".into(),
+        }]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            format!("; (if your DNS provider wants one string: \"{long}\")")
+        );
+        assert_eq!(lines[3], line(&dkim));
     }
 }
