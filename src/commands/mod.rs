@@ -3,6 +3,7 @@
 mod dns;
 mod init;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Init(init::Args),
     /// Deploy the relay to a host (or show what would change)
     Run(run::Args),
+    /// Show the state of a deployed relay; fails when a unit is not active
+    Status(status::Args),
     /// Check the relay's DNS records and print the zone-file lines to add or fix
     Dns(dns::Args),
 }
@@ -48,6 +51,7 @@ impl Cli {
         match self.command {
             Command::Init(args) => init::run(args),
             Command::Run(args) => run::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Dns(args) => dns::run(args).await,
         }
     }

@@ -10,9 +10,7 @@ pub struct Dovecot;
 
 impl Component for Dovecot {
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
-        s.package("dovecot-core")
-            .package("dovecot-imapd")
-            .package("dovecot-lmtpd");
+        s.add(super::dovecot_build::install());
         Ok(())
     }
 
