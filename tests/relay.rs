@@ -177,6 +177,26 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert!(new["email"].as_str().unwrap().ends_with("@_relay-a.test"));
     assert!(new["dclogin_url"].as_str().unwrap().starts_with("dclogin:"));
 
+    // status: all green
+    let kh = known_hosts();
+    let status_args = [
+        "status",
+        "--ssh-host",
+        h.addr.as_str(),
+        "--known-hosts",
+        kh.as_str(),
+        "--config",
+        relay.ini.to_str().unwrap(),
+    ];
+    let status = run(&deploy_tool(), &status_args, &[]);
+    assert_eq!(status.code, 0, "{}", status.stdout);
+    assert!(
+        status
+            .stdout
+            .contains("  ok   filtermail-transport.service: active since")
+    );
+    assert!(status.stdout.contains("mailboxes: 1"), "{}", status.stdout);
+
     // a second run changes and restarts nothing
     let pids = relay.main_pids();
     let second = relay.deploy(&[]);
@@ -245,6 +265,20 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert!(
         imap_login(&h.addr, "newuser01@_relay-a.test", "a-long-password"),
         "the account survived"
+    );
+
+    // status names a unit stopped by hand and fails
+    h.sh("systemctl stop lastlogin.service");
+    let status = run(&deploy_tool(), &status_args, &[]);
+    assert_eq!(status.code, 1);
+    assert!(
+        status.stdout.contains("  FAIL lastlogin.service: inactive"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        status.last_line(),
+        "status: 1 not active: lastlogin.service"
     );
 }
 
