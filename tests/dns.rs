@@ -178,6 +178,24 @@ impl Relay {
     }
 }
 
+/// Copies a file to the host over ssh.
+fn upload(host: &TestHost, local: &Path, remote: &str) {
+    let ok = Command::new("ssh")
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts()))
+        .arg(format!("root@{}", host.addr))
+        .arg(format!(
+            "cat > {remote}.tmp && chmod 755 {remote}.tmp && mv {remote}.tmp {remote}"
+        ))
+        .envs(common::ssh_env())
+        .stdin(std::fs::File::open(local).unwrap())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "upload of {} failed", local.display());
+}
+
 /// The test DNS outlives a test run: removes what earlier runs added for `fqdn`, keeping
 /// the apex A, AAAA and PTR that `up` publishes.
 fn clear_zone(fqdn: &str) {
@@ -266,6 +284,28 @@ fn dns_check_against_a_deployed_relay() {
         .collect();
     assert!(not_ok.is_empty(), "{not_ok:?}");
     assert!(complete.stdout.contains("; all DNS records are in place"));
+
+    // without --resolver, run on the host itself (@local): there are no NS records in the
+    // test DNS, so the host's own resolvers answer
+    upload(
+        &relay.host,
+        &deploy_tool(),
+        "/usr/local/bin/chatmail-deploy-dnstest",
+    );
+    relay.host.sh(&format!(
+        "printf '[params]\\nmail_domain = {DOMAIN}\\ntls_external_cert_and_key = /etc/ssl/ext/cert.pem /etc/ssl/ext/key.pem\\n' > /root/dnstest.ini"
+    ));
+    let on_host = relay.host.try_sh(&format!(
+        "chatmail-deploy-dnstest dns --config /root/dnstest.ini --ssh-host @local --smtp-probe {DOMAIN}"
+    ));
+    let stdout = String::from_utf8_lossy(&on_host.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&on_host.stderr));
+    assert!(stdout.starts_with("DNS answers from the system's DNS resolvers\n"));
+    assert!(stdout.contains("all required DNS records are correct"));
+    assert_eq!(on_host.status.code(), Some(0));
+    relay
+        .host
+        .sh("rm -f /usr/local/bin/chatmail-deploy-dnstest /root/dnstest.ini");
 
     // each required record removed in turn: reported missing, its fix printed
     let required = [

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chatmaild::config::Config;
+use hickory_resolver::TokioResolver;
 use tokio::task::JoinSet;
 
 use super::ConfigArg;
@@ -79,22 +80,12 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let relay = RelayDomain::from_config(&config);
-    let resolver = check::resolver(args.resolver)?;
-    let server = match args.resolver {
-        Some(a) => format!("the DNS server {a}"),
-        None => "the system's DNS resolvers".into(),
-    };
-
-    // A server that does not answer at all is an error, not a list of failed records.
-    if let Outcome::Failed(why) =
-        check::lookup(&resolver, &format!("{}.", relay.domain), Rtype::Mx).await
-    {
-        bail!("cannot check DNS records: {server}: {why}");
-    }
+    let (resolver, follow, server) = choose_servers(args.resolver, &relay.domain).await?;
+    println!("DNS answers from {server}");
 
     let (facts, smtp) = host_facts(&args, &relay).await?;
     let mut expected = records::expected(&relay, &facts, &new_sts_id());
-    let outcomes = resolve_all(&resolver, &expected).await;
+    let outcomes = resolve_all(&resolver, follow.as_ref(), &expected).await;
     keep_published_sts_id(&mut expected, &outcomes);
 
     let mut failed_required = 0;
@@ -168,6 +159,44 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The resolver to ask, one to follow CNAMEs out of the zone with, and a description.
+/// `--resolver` is asked alone; otherwise the zone's authoritative servers, found through
+/// the system's resolvers (which are used when they cannot be found or do not answer).
+/// A server that does not answer at all is an error, not a list of failed records.
+async fn choose_servers(
+    given: Option<SocketAddr>,
+    domain: &str,
+) -> anyhow::Result<(TokioResolver, Option<TokioResolver>, String)> {
+    let apex = format!("{domain}.");
+    if let Some(addr) = given {
+        let resolver = check::resolver(Some(addr))?;
+        let server = format!("the DNS server {addr}");
+        if let Outcome::Failed(why) = check::lookup(&resolver, &apex, Rtype::Mx).await {
+            bail!("cannot check DNS records: {server}: {why}");
+        }
+        return Ok((resolver, None, server));
+    }
+    let system = check::resolver(None)?;
+    if let Some((zone, servers)) = check::authoritative(&system, domain).await {
+        let ips: Vec<IpAddr> = servers.iter().map(|(_, ip)| *ip).collect();
+        let auth = check::resolver_for(&ips)?;
+        if !matches!(
+            check::lookup(&auth, &apex, Rtype::Mx).await,
+            Outcome::Failed(_)
+        ) {
+            let mut names: Vec<&str> = servers.iter().map(|(n, _)| n.as_str()).collect();
+            names.dedup();
+            let server = format!("the authoritative servers of {zone} ({})", names.join(", "));
+            return Ok((auth, Some(system), server));
+        }
+    }
+    let server = "the system's DNS resolvers".to_string();
+    if let Outcome::Failed(why) = check::lookup(&system, &apex, Rtype::Mx).await {
+        bail!("cannot check DNS records: {server}: {why}");
+    }
+    Ok((system, None, server))
+}
+
 /// Connects to the host (the mail domain unless --ssh-host says otherwise) and gathers
 /// what the records depend on.
 async fn host_facts(args: &Args, relay: &RelayDomain) -> anyhow::Result<(HostFacts, SmtpProbe)> {
@@ -201,13 +230,17 @@ async fn host_facts(args: &Args, relay: &RelayDomain) -> anyhow::Result<(HostFac
 
 /// All lookups at once: the total time is that of the slowest, each bounded.
 async fn resolve_all(
-    resolver: &hickory_resolver::TokioResolver,
+    resolver: &TokioResolver,
+    follow: Option<&TokioResolver>,
     expected: &[Expected],
 ) -> Vec<Outcome> {
     let mut set = JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
-        let (resolver, record) = (resolver.clone(), record.clone());
-        set.spawn(async move { (i, check::resolve(&resolver, &record).await) });
+        let (resolver, follow, record) = (resolver.clone(), follow.cloned(), record.clone());
+        set.spawn(async move {
+            let outcome = check::resolve_following(&resolver, follow.as_ref(), &record).await;
+            (i, outcome)
+        });
     }
     let mut outcomes = vec![Outcome::Failed("lookup did not finish".into()); expected.len()];
     while let Some(joined) = set.join_next().await {

@@ -32,6 +32,7 @@ pub enum Answer {
         value: String,
     },
     Ptr(String),
+    Ns(String),
 }
 
 /// The answer to one lookup.
@@ -96,6 +97,63 @@ pub fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
         .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
 
+/// A resolver asking these servers (port 53), e.g. a zone's authoritative ones.
+pub fn resolver_for(servers: &[IpAddr]) -> anyhow::Result<TokioResolver> {
+    let mut options = ResolverOpts::default();
+    options.timeout = Duration::from_secs(2);
+    options.attempts = 2;
+    options.cache_size = 0;
+    options.use_hosts_file = ResolveHosts::Never;
+    options.ndots = 0;
+    let config = ResolverConfig::from_name_servers(
+        servers
+            .iter()
+            .map(|ip| NameServerConfig::udp_and_tcp(*ip))
+            .collect(),
+    );
+    Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(options)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
+}
+
+/// The zone holding `domain` and its name servers' addresses, found through `system`:
+/// asking them directly shows a change at once, where a caching resolver may still serve
+/// the old record until its TTL runs out.
+pub async fn authoritative(
+    system: &TokioResolver,
+    domain: &str,
+) -> Option<(String, Vec<(String, IpAddr)>)> {
+    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
+    // the domain itself, then its parents, but never a top-level domain alone
+    for i in 0..labels.len().saturating_sub(1) {
+        let zone = format!("{}.", labels[i..].join("."));
+        let names: Vec<String> = match lookup(system, &zone, Rtype::Ns).await {
+            Outcome::Records { answers, .. } => answers
+                .into_iter()
+                .filter_map(|a| match a {
+                    Answer::Ns(n) => Some(n),
+                    _ => None,
+                })
+                .collect(),
+            Outcome::NoRecords | Outcome::NxDomain => continue,
+            Outcome::Failed(_) => return None,
+        };
+        let mut servers = Vec::new();
+        for ns in names {
+            let ips = tokio::time::timeout(LOOKUP_TIMEOUT, system.lookup_ip(ns.as_str())).await;
+            if let Ok(Ok(ips)) = ips {
+                // IPv4 first: this machine may have no IPv6 route
+                let mut ips: Vec<IpAddr> = ips.iter().collect();
+                ips.sort_by_key(|ip| ip.is_ipv6());
+                servers.extend(ips.into_iter().map(|ip| (ns.clone(), ip)));
+            }
+        }
+        return (!servers.is_empty()).then_some((zone, servers));
+    }
+    None
+}
+
 fn record_type(t: Rtype) -> RecordType {
     match t {
         Rtype::A => RecordType::A,
@@ -106,6 +164,7 @@ fn record_type(t: Rtype) -> RecordType {
         Rtype::Srv => RecordType::SRV,
         Rtype::Caa => RecordType::CAA,
         Rtype::Ptr => RecordType::PTR,
+        Rtype::Ns => RecordType::NS,
     }
 }
 
@@ -154,6 +213,7 @@ pub async fn lookup(resolver: &TokioResolver, owner: &str, rtype: Rtype) -> Outc
                 value: String::from_utf8_lossy(&caa.value).into_owned(),
             }),
             RData::PTR(p) => answers.push(Answer::Ptr(name(&p.0))),
+            RData::NS(ns) => answers.push(Answer::Ns(name(&ns.0))),
             _ => {}
         }
     }
@@ -178,6 +238,29 @@ pub fn describe(e: &NetError) -> String {
         NetError::Io(io) => format!("cannot reach the DNS server: {io}"),
         NetError::NoConnections => "cannot reach the DNS server".into(),
         other => other.to_string(),
+    }
+}
+
+/// Looks up what `expected` needs with `resolver`; a CNAME it does not follow (an
+/// authoritative server answers only for its own zone) is followed with `follow`.
+pub async fn resolve_following(
+    resolver: &TokioResolver,
+    follow: Option<&TokioResolver>,
+    expected: &Expected,
+) -> Outcome {
+    let outcome = resolve(resolver, expected).await;
+    let (Some(follow), Outcome::Records { via, answers }) = (follow, &outcome) else {
+        return outcome;
+    };
+    let Some(target) = via.last().filter(|_| answers.is_empty()) else {
+        return outcome;
+    };
+    match lookup(follow, target, expected.rtype).await {
+        Outcome::Records { via: more, answers } => Outcome::Records {
+            via: via.iter().chain(&more).cloned().collect(),
+            answers,
+        },
+        _ => outcome,
     }
 }
 
@@ -286,7 +369,7 @@ fn show(a: &Answer) -> String {
         Answer::Cname(c) => format!("CNAME {c}"),
         Answer::Srv { port, target } => format!("port {port} on {target}"),
         Answer::Caa { tag, value } => format!("{tag} \"{value}\""),
-        Answer::Ptr(p) => p.clone(),
+        Answer::Ptr(p) | Answer::Ns(p) => p.clone(),
     }
 }
 
@@ -329,8 +412,18 @@ fn judge_answers(rule: &Rule, answers: &[Answer]) -> Verdict {
                     _ => None,
                 })
                 .collect();
+            let behind_nat = !host.is_empty()
+                && host.iter().all(|a| !is_public(a))
+                && answers
+                    .iter()
+                    .all(|a| matches!(a, Answer::Addr(ip) if is_public(ip)));
             if foreign.is_empty() {
                 Verdict::Ok(found)
+            } else if behind_nat {
+                // cloud hosts often see only a private address, NATed to the public one
+                Verdict::Ok(format!(
+                    "{found} (not verified: the host has only private addresses)"
+                ))
             } else {
                 Verdict::Wrong(format!("{} not an address of the host", foreign.join(", ")))
             }
@@ -473,6 +566,23 @@ fn judge_answers(rule: &Rule, answers: &[Answer]) -> Verdict {
     }
 }
 
+/// Whether an address is reachable from the internet (not private, shared or local).
+fn is_public(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let shared = o[0] == 100 && (64..128).contains(&o[1]);
+            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || shared)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            let unique_local = first & 0xfe00 == 0xfc00;
+            let link_local = first & 0xffc0 == 0xfe80;
+            !(v6.is_loopback() || unique_local || link_local)
+        }
+    }
+}
+
 /// Whether an SPF record lets the host send: `a`, `mx` or one of its addresses, without
 /// a domain argument pointing elsewhere.
 fn spf_allows(record: &str, addrs: &[IpAddr]) -> bool {
@@ -554,6 +664,20 @@ mod tests {
             judge(&exp(rule), &Outcome::NxDomain),
             Verdict::Missing("x.org. does not exist".into())
         );
+    }
+
+    #[test]
+    fn a_host_behind_nat_is_not_contradicted() {
+        let rule = Rule::HostAddresses(vec![ip("10.0.0.5")]);
+        let v = judge(
+            &exp(rule.clone()),
+            &found(vec![Answer::Addr(ip("198.51.100.1"))]),
+        );
+        assert!(v.is_ok(), "{v:?}");
+        assert!(!judge(&exp(rule), &found(vec![Answer::Addr(ip("10.0.0.6"))])).is_ok());
+        assert!(!is_public(&ip("fd77::10")));
+        assert!(!is_public(&ip("100.64.0.1")));
+        assert!(is_public(&ip("2001:db8::1")));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum Rtype {
     Srv,
     Caa,
     Ptr,
+    /// Only looked up, to find the zone's own servers.
+    Ns,
 }
 
 impl fmt::Display for Rtype {
@@ -29,6 +31,7 @@ impl fmt::Display for Rtype {
             Rtype::Srv => "SRV",
             Rtype::Caa => "CAA",
             Rtype::Ptr => "PTR",
+            Rtype::Ns => "NS",
         })
     }
 }
