@@ -28,7 +28,7 @@ pub struct Args {
     /// The relay host: HOST, USER@HOST:PORT, a Host alias or @local (default: the mail domain)
     #[arg(long, value_name = "HOST")]
     ssh_host: Option<String>,
-    /// Ask this DNS server instead of the system's resolvers
+    /// Ask this DNS server (default: the zone's authoritative servers, else the system's resolvers)
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_server)]
     resolver: Option<SocketAddr>,
     /// Check from the host that this mail server answers on port 25
@@ -88,37 +88,7 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
     let outcomes = resolve_all(&resolver, follow.as_ref(), &expected).await;
     keep_published_sts_id(&mut expected, &outcomes);
 
-    let mut failed_required = 0;
-    let mut fixes = Vec::new();
-    for (record, outcome) in expected.iter().zip(&outcomes) {
-        let verdict = check::judge(record, outcome);
-        let (status, detail) = match &verdict {
-            Verdict::Ok(d) => ("ok", d.clone()),
-            Verdict::Missing(d) => ("missing", d.clone()),
-            Verdict::Wrong(d) => ("wrong", format!("found {d}")),
-            Verdict::Unknown(d) => ("unknown", format!("could not check: {d}")),
-        };
-        let note = match (&verdict, record.need) {
-            (Verdict::Ok(_), _) => "",
-            (_, Need::Required) => " (required)",
-            (_, Need::Recommended) => " (recommended)",
-        };
-        println!(
-            "{status:<8} {:<5} {:<40} {}: {detail}{note}",
-            record.rtype.to_string(),
-            record.name,
-            record.label
-        );
-        if !verdict.is_ok() {
-            if record.need == Need::Required {
-                failed_required += 1;
-            }
-            fixes.push(Fix {
-                record,
-                reason: format!("{status}: {detail}"),
-            });
-        }
-    }
+    let (mut failed_required, fixes) = report(&expected, &outcomes);
     if facts.dkim_public_key.is_none() {
         println!(
             "{:<8} {:<5} {:<40} no DKIM key on the host (/etc/dkimkeys/opendkim.private): run `chatmail-deploy run` first",
@@ -157,6 +127,42 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Prints one line per record; returns how many required ones failed, and the fixes.
+fn report<'a>(expected: &'a [Expected], outcomes: &[Outcome]) -> (usize, Vec<Fix<'a>>) {
+    let mut failed_required = 0;
+    let mut fixes = Vec::new();
+    for (record, outcome) in expected.iter().zip(outcomes) {
+        let verdict = check::judge(record, outcome);
+        let (status, detail) = match &verdict {
+            Verdict::Ok(d) => ("ok", d.clone()),
+            Verdict::Missing(d) => ("missing", d.clone()),
+            Verdict::Wrong(d) => ("wrong", format!("found {d}")),
+            Verdict::Unknown(d) => ("unknown", format!("could not check: {d}")),
+        };
+        let note = match (&verdict, record.need) {
+            (Verdict::Ok(_), _) => "",
+            (_, Need::Required) => " (required)",
+            (_, Need::Recommended) => " (recommended)",
+        };
+        println!(
+            "{status:<8} {:<5} {:<40} {}: {detail}{note}",
+            record.rtype.to_string(),
+            record.name,
+            record.label
+        );
+        if !verdict.is_ok() {
+            if record.need == Need::Required {
+                failed_required += 1;
+            }
+            fixes.push(Fix {
+                record,
+                reason: format!("{status}: {detail}"),
+            });
+        }
+    }
+    (failed_required, fixes)
 }
 
 /// The resolver to ask, one to follow CNAMEs out of the zone with, and a description.

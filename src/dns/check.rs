@@ -67,16 +67,8 @@ impl Verdict {
     }
 }
 
-/// A resolver asking `server`, or the system's resolvers. No hosts file, no cache: the
-/// point is to see what the DNS publishes right now.
+/// A resolver asking `server`, or the system's resolvers.
 pub fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
-    let mut options = ResolverOpts::default();
-    options.timeout = Duration::from_secs(2);
-    options.attempts = 2;
-    options.cache_size = 0;
-    options.use_hosts_file = ResolveHosts::Never;
-    // a single-label answer must never be retried with search domains appended
-    options.ndots = 0;
     let builder = match server {
         Some(addr) => {
             let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
@@ -92,19 +84,26 @@ pub fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
             .map_err(|e| anyhow::anyhow!("cannot read the system's resolver settings: {e}"))?,
     };
     builder
-        .with_options(options)
+        .with_options(options())
         .build()
         .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
 
-/// A resolver asking these servers (port 53), e.g. a zone's authoritative ones.
-pub fn resolver_for(servers: &[IpAddr]) -> anyhow::Result<TokioResolver> {
+/// Short per-try timeouts (a lookup as a whole is bounded by [`LOOKUP_TIMEOUT`]), no hosts
+/// file, no cache: the point is to see what the DNS publishes right now.
+fn options() -> ResolverOpts {
     let mut options = ResolverOpts::default();
     options.timeout = Duration::from_secs(2);
     options.attempts = 2;
     options.cache_size = 0;
     options.use_hosts_file = ResolveHosts::Never;
+    // names are absolute: never retried with search domains appended
     options.ndots = 0;
+    options
+}
+
+/// A resolver asking these servers (port 53), e.g. a zone's authoritative ones.
+pub fn resolver_for(servers: &[IpAddr]) -> anyhow::Result<TokioResolver> {
     let config = ResolverConfig::from_name_servers(
         servers
             .iter()
@@ -112,7 +111,7 @@ pub fn resolver_for(servers: &[IpAddr]) -> anyhow::Result<TokioResolver> {
             .collect(),
     );
     Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-        .with_options(options)
+        .with_options(options())
         .build()
         .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
