@@ -35,6 +35,8 @@ def set_device_token(addr, user, password, token):
     """What a phone's chat app does to get push notifications: IMAP SETMETADATA."""
     import imaplib
 
+    # imaplib predates RFC 5464
+    imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
