@@ -641,7 +641,7 @@ mod tests {
         let f = fixture();
         let addr = "abcdefghi@chat.example.org";
         let results: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..10)
+            let handles: Vec<_> = (0..50)
                 .map(|_| {
                     scope.spawn(|| {
                         found_json(passdb(&f, "long-enough-pw", addr))["password"].to_string()
@@ -651,6 +651,18 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(results.iter().all(|r| r == &results[0]), "{results:?}");
+        assert_eq!(results.len(), 50);
+        let accounts = std::fs::read_dir(&f.mbox)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains('@')
+            })
+            .count();
+        assert_eq!(accounts, 1, "one account for 50 simultaneous first logins");
     }
 
     #[test]
