@@ -1,5 +1,6 @@
 //! `dns`: check the relay's DNS records and print the zone-file lines to add or fix.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,22 @@ fn parse_server(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "expected an IP address with an optional :PORT".into())
 }
 
+/// Appends one line to the report.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        $out.push_str(&format!($($arg)*));
+        $out.push('\n');
+    }};
+}
+
+/// Writes the report at once; a reader that went away (`| head`) is no error.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 /// The whole check never takes longer than this: each step has its own timeout, this is
 /// the backstop.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -76,21 +93,24 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(ip) = config.ipv4_relay {
-        println!("[WARNING] {ip} is not a domain, skipping DNS checks.");
+        emit(&format!(
+            "[WARNING] {ip} is not a domain, skipping DNS checks.\n"
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let relay = RelayDomain::from_config(&config);
     let (resolver, follow, server) = choose_servers(args.resolver, &relay.domain).await?;
-    println!("DNS answers from {server}");
+    let mut out = format!("DNS answers from {server}\n");
 
     let (facts, smtp) = host_facts(&args, &relay).await?;
     let mut expected = records::expected(&relay, &facts, &new_sts_id());
     let outcomes = resolve_all(&resolver, follow.as_ref(), &expected).await;
     keep_published_sts_id(&mut expected, &outcomes);
 
-    let (mut failed_required, fixes) = report(&expected, &outcomes);
+    let (mut failed_required, fixes) = report(&mut out, &expected, &outcomes);
     if facts.dkim_public_key.is_none() {
-        println!(
+        outln!(
+            out,
             "{:<8} {:<5} {:<40} no DKIM key on the host (/etc/dkimkeys/opendkim.private): run `chatmail-deploy run` first",
             "missing",
             "TXT",
@@ -99,11 +119,13 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
         failed_required += 1;
     }
     match &smtp {
-        SmtpProbe::Ok => println!(
+        SmtpProbe::Ok => outln!(
+            out,
             "ok       the host reaches {} on port 25 (outgoing mail)",
             args.smtp_probe
         ),
-        SmtpProbe::Failed(why) => println!(
+        SmtpProbe::Failed(why) => outln!(
+            out,
             "warning  the host cannot reach {} on port 25 ({why}): mail to other servers will not leave",
             args.smtp_probe
         ),
@@ -113,24 +135,31 @@ async fn check(args: Args) -> anyhow::Result<ExitCode> {
     match &args.zonefile {
         Some(file) => {
             std::fs::write(file, &zone).with_context(|| format!("writing {}", file.display()))?;
-            println!("\nrecords to add or fix written to {}", file.display());
+            outln!(out, "\nrecords to add or fix written to {}", file.display());
         }
-        None => print!("\n{zone}"),
+        None => outln!(out, "\n{}", zone.trim_end()),
     }
-    if failed_required == 0 {
-        println!("\nall required DNS records are correct");
-        Ok(ExitCode::SUCCESS)
+    let code = if failed_required == 0 {
+        outln!(out, "\nall required DNS records are correct");
+        ExitCode::SUCCESS
     } else {
-        println!(
+        outln!(
+            out,
             "\n{failed_required} required DNS record{} missing or wrong",
             if failed_required == 1 { " is" } else { "s are" }
         );
-        Ok(ExitCode::FAILURE)
-    }
+        ExitCode::FAILURE
+    };
+    emit(&out);
+    Ok(code)
 }
 
 /// Prints one line per record; returns how many required ones failed, and the fixes.
-fn report<'a>(expected: &'a [Expected], outcomes: &[Outcome]) -> (usize, Vec<Fix<'a>>) {
+fn report<'a>(
+    out: &mut String,
+    expected: &'a [Expected],
+    outcomes: &[Outcome],
+) -> (usize, Vec<Fix<'a>>) {
     let mut failed_required = 0;
     let mut fixes = Vec::new();
     for (record, outcome) in expected.iter().zip(outcomes) {
@@ -146,7 +175,8 @@ fn report<'a>(expected: &'a [Expected], outcomes: &[Outcome]) -> (usize, Vec<Fix
             (_, Need::Required) => " (required)",
             (_, Need::Recommended) => " (recommended)",
         };
-        println!(
+        outln!(
+            out,
             "{status:<8} {:<5} {:<40} {}: {detail}{note}",
             record.rtype.to_string(),
             record.name,

@@ -25,10 +25,11 @@ pub enum SmtpProbe {
 }
 
 fn script(probe: &str) -> String {
-    // bash's /dev/tcp needs no extra package; `timeout` bounds a silently dropped SYN
+    // privacy (temporary) IPv6 addresses change daily and are never published; bash's
+    // /dev/tcp needs no extra package; `timeout` bounds a silently dropped SYN
     format!(
         r#"echo '== addrs'
-ip -o addr show scope global 2>/dev/null | awk '{{print $4}}' || hostname -I
+{{ ip -o addr show scope global -temporary -deprecated -tentative 2>/dev/null || ip -o addr show scope global; }} | awk '{{print $4}}'
 echo '== dkim'
 openssl rsa -in /etc/dkimkeys/opendkim.private -pubout 2>/dev/null
 echo '== acme'
