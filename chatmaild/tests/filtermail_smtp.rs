@@ -519,3 +519,34 @@ async fn incoming_policy_and_sender_blanking() {
         ]
     );
 }
+
+#[tokio::test]
+async fn lmtp_refusals_come_once_per_recipient() {
+    let (sink_port, sink) = Sink::default().start().await;
+    let port = start_filter(outgoing(sink_port, 10), Limits::new(100_000)).await;
+    let mut c = Client::connect(port).await;
+    assert_eq!(
+        c.cmd("LHLO postfix").await,
+        "250-filtermail|250-8BITMIME|250 OK"
+    );
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).await, "250 OK");
+    assert_eq!(c.cmd(&format!("RCPT TO:<{RCPT}>")).await, "250 OK");
+    assert_eq!(c.cmd("RCPT TO:<carol1234@remote.example>").await, "250 OK");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n").await;
+    assert_eq!(c.reply().await, "500 Invalid DATA");
+    assert_eq!(c.reply().await, "500 Invalid DATA");
+    // Back in SMTP after EHLO: a single reply again.
+    assert_eq!(
+        c.cmd("EHLO again").await,
+        "250-filtermail|250-8BITMIME|250 OK"
+    );
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).await, "250 OK");
+    assert_eq!(c.cmd(&format!("RCPT TO:<{RCPT}>")).await, "250 OK");
+    assert_eq!(c.cmd("RCPT TO:<carol1234@remote.example>").await, "250 OK");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n").await;
+    assert_eq!(c.reply().await, "500 Invalid DATA");
+    assert_eq!(c.cmd("NOOP").await, "250 OK");
+    assert!(sink.delivered().is_empty());
+}

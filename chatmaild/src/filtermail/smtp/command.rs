@@ -5,8 +5,9 @@ use crate::filtermail::address::parse_path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Helo,
-    /// `EHLO` or `LHLO`.
     Ehlo,
+    /// LMTP's greeting (RFC 2033): replies after DATA come one per recipient.
+    Lhlo,
     /// `Ok(None)` is the null sender.
     Mail(Result<Option<String>, ()>),
     Rcpt(Result<String, ()>),
@@ -29,7 +30,8 @@ pub fn parse(line: &[u8]) -> Command {
     };
     match verb.to_ascii_uppercase().as_str() {
         "HELO" => Command::Helo,
-        "EHLO" | "LHLO" => Command::Ehlo,
+        "EHLO" => Command::Ehlo,
+        "LHLO" => Command::Lhlo,
         "MAIL" => match strip_keyword(rest, "FROM:") {
             Some(arg) => Command::Mail(parse_path(arg)),
             None => Command::Mail(Err(())),
@@ -64,7 +66,7 @@ mod tests {
     fn verbs() {
         assert_eq!(parse(b"HELO x\r\n"), Command::Helo);
         assert_eq!(parse(b"ehlo localhost\r\n"), Command::Ehlo);
-        assert_eq!(parse(b"LHLO localhost\r\n"), Command::Ehlo);
+        assert_eq!(parse(b"LHLO localhost\r\n"), Command::Lhlo);
         assert_eq!(parse(b"DATA\r\n"), Command::Data);
         assert_eq!(parse(b"data\r\n"), Command::Data);
         assert_eq!(parse(b"RSET\r\n"), Command::Rset);

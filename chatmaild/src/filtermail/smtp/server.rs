@@ -126,6 +126,7 @@ where
     let mut mail_from: Option<Option<String>> = None;
     let mut rcpt_to: Vec<String> = Vec::new();
     let mut line = Vec::with_capacity(256);
+    let mut lmtp = false;
 
     loop {
         line.clear();
@@ -142,7 +143,8 @@ where
         } else {
             match command::parse(&line) {
                 Command::Helo => "250-filtermail\r\n250 OK\r\n".into(),
-                Command::Ehlo => {
+                hello @ (Command::Ehlo | Command::Lhlo) => {
+                    lmtp = hello == Command::Lhlo;
                     mail_from = None;
                     rcpt_to.clear();
                     "250-filtermail\r\n250-8BITMIME\r\n250 OK\r\n".into()
@@ -188,11 +190,16 @@ where
                         rcpt_to: std::mem::take(&mut rcpt_to),
                         data: Vec::new(),
                     };
+                    // The filter's own refusals concern every recipient; LMTP wants one
+                    // reply line each (handlers answer for themselves).
+                    let per_recipient = if lmtp { envelope.rcpt_to.len() } else { 1 };
                     match received {
                         Received::Closed => return Ok(()),
-                        Received::TooBig => Reply::message_too_big().to_line(),
+                        Received::TooBig => {
+                            Reply::message_too_big().to_line().repeat(per_recipient)
+                        }
                         Received::Data(bytes) if !data::is_valid(&bytes) => {
-                            Reply::invalid_data().to_line()
+                            Reply::invalid_data().to_line().repeat(per_recipient)
                         }
                         Received::Data(bytes) => handler
                             .data(Envelope {
