@@ -457,6 +457,7 @@ fn dns_check_against_a_deployed_relay() {
     relay.apply_fixes_ini(&ss_ini, &out);
     clear_zone(ss_fqdn);
     test_dns(&["del", ss_fqdn]);
+    clear_zone(&fqdn);
 }
 
 /// Runs the tool without the test hosts' ssh-agent (for tests that need no root).
