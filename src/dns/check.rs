@@ -813,6 +813,104 @@ mod tests {
         assert!(!judge(&exp(rule), &found(vec![caa("sectigo.com")])).is_ok());
     }
 
+    /// A DNS server on loopback answering from a table: NXDOMAIN for names not in it, an
+    /// empty answer for other types of listed names.
+    fn fake_server(table: Vec<(&'static str, RData)>) -> SocketAddr {
+        use hickory_resolver::proto::op::{Message, OpCode};
+        use hickory_resolver::proto::rr::{Name, Record};
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let Some(q) = query.queries.first().cloned() else {
+                    continue;
+                };
+                let mut resp = Message::response(query.metadata.id, OpCode::Query);
+                resp.metadata.authoritative = true;
+                resp.metadata.recursion_desired = query.metadata.recursion_desired;
+                resp.add_query(q.clone());
+                let qname = q.name.to_string().to_lowercase();
+                let listed: Vec<_> = table.iter().filter(|(n, _)| *n == qname).collect();
+                if listed.is_empty() {
+                    resp.metadata.response_code = ResponseCode::NXDomain;
+                }
+                for (owner, rdata) in listed {
+                    if rdata.record_type() == q.query_type {
+                        let owner = Name::from_ascii(owner).unwrap();
+                        resp.add_answer(Record::from_rdata(owner, 60, rdata.clone()));
+                    }
+                }
+                let _ = sock.send_to(&resp.to_vec().unwrap(), peer);
+            }
+        });
+        addr
+    }
+
+    fn dns_name(s: &str) -> hickory_resolver::proto::rr::Name {
+        hickory_resolver::proto::rr::Name::from_ascii(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn finds_the_zone_and_its_servers() {
+        use hickory_resolver::proto::rr::rdata::{A, NS};
+        let server = fake_server(vec![
+            (
+                "example.test.",
+                RData::NS(NS(dns_name("ns1.example.test."))),
+            ),
+            (
+                "ns1.example.test.",
+                RData::A(A("127.0.0.53".parse().unwrap())),
+            ),
+            (
+                "chat.example.test.",
+                RData::A(A("203.0.113.7".parse().unwrap())),
+            ),
+        ]);
+        let system = resolver(Some(server)).unwrap();
+        assert_eq!(
+            authoritative(&system, "chat.example.test").await,
+            Some((
+                "example.test.".into(),
+                vec![("ns1.example.test.".into(), ip("127.0.0.53"))]
+            ))
+        );
+        assert_eq!(authoritative(&system, "chat.other.test").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_cname_out_of_the_zone_is_followed_elsewhere() {
+        use hickory_resolver::proto::rr::rdata::{CNAME, TXT};
+        let zone = fake_server(vec![(
+            "_dmarc.chat.example.test.",
+            RData::CNAME(CNAME(dns_name("dmarc.provider.test."))),
+        )]);
+        let elsewhere = fake_server(vec![(
+            "dmarc.provider.test.",
+            RData::TXT(TXT::new(vec!["v=DMARC1;p=reject".into()])),
+        )]);
+        let (zone, elsewhere) = (
+            resolver(Some(zone)).unwrap(),
+            resolver(Some(elsewhere)).unwrap(),
+        );
+        let mut dmarc = exp(Rule::Dmarc);
+        dmarc.name = "_dmarc.chat.example.test.".into();
+        let alone = resolve_following(&zone, None, &dmarc).await;
+        assert_eq!(
+            judge(&dmarc, &alone),
+            Verdict::Wrong("CNAME to dmarc.provider.test., which has no TXT record".into())
+        );
+        let followed = resolve_following(&zone, Some(&elsewhere), &dmarc).await;
+        assert_eq!(
+            judge(&dmarc, &followed),
+            Verdict::Ok("\"v=DMARC1;p=reject\" (via CNAME dmarc.provider.test.)".into())
+        );
+    }
+
     #[test]
     fn resolver_errors_in_words() {
         let servfail = NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail));
