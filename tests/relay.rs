@@ -334,7 +334,15 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(out.status.success(), "the chat client check failed");
+    if !out.status.success() {
+        eprintln!(
+            "{}",
+            relay
+                .host
+                .sh("journalctl -u doveauth -u dovecot -u filtermail -u postfix --no-pager -n 60")
+        );
+        panic!("the chat client check failed");
+    }
     let results: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(results["encrypted_both_ways"], true);
     assert!(
