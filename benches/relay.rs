@@ -36,16 +36,10 @@ fn main() {
     let bins = root.join("target/release");
     let tool = bins.join("chatmail-deploy");
     let host = TestHost::up("bench-relay");
-    let dns = |record: String| {
-        Command::new("bash")
-            .arg(root.join("tests/testhost/dns"))
-            .arg("add")
-            .arg(record)
-            .status()
-            .unwrap()
-    };
-    dns(format!("{DOMAIN}. 60 IN A {}", host.addr));
-    dns(format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."));
+    common::dns_set(&[
+        &format!("{DOMAIN}. 60 IN A {}", host.addr),
+        &format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."),
+    ]);
     let dir = root.join("target/bench-relay");
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");

@@ -16,14 +16,7 @@ fn root() -> PathBuf {
 }
 
 fn dns(records: &[&str]) {
-    let ok = Command::new("bash")
-        .arg(root().join("tests/testhost/dns"))
-        .arg("add")
-        .args(records)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    common::dns_set(records);
 }
 
 /// pebble with a certificate of its own for acme.test, validating over the test DNS.

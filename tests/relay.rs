@@ -283,14 +283,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
 }
 
 fn test_dns(records: &[&str]) {
-    let ok = Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/dns"))
-        .arg("add")
-        .args(records)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "dns add failed");
+    common::dns_set(records);
 }
 
 #[test]

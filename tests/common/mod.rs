@@ -139,7 +139,10 @@ pub fn example(name: &str) -> PathBuf {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo build --example");
-    assert!(built.success() && path.exists(), "cannot build example {name}");
+    assert!(
+        built.success() && path.exists(),
+        "cannot build example {name}"
+    );
     path
 }
 
@@ -248,4 +251,32 @@ pub fn remote_commands(stderr: &str) -> usize {
         .filter_map(|n| n.parse().ok())
         .next_back()
         .unwrap_or(0)
+}
+
+/// Publishes records in the test DNS ("owner. ttl IN TYPE value"), replacing what an earlier
+/// run left for the same owner and type: the test DNS outlives hosts while others are up, and
+/// a stale A record would send clients to a host that no longer is this relay.
+pub fn dns_set(records: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/dns");
+    for record in records {
+        let words: Vec<&str> = record.split_whitespace().collect();
+        let owner = words[0];
+        let rtype = words
+            .iter()
+            .position(|w| *w == "IN")
+            .and_then(|i| words.get(i + 1))
+            .expect("record as: owner ttl IN TYPE value");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .args(["del", owner, rtype])
+            .status();
+    }
+    let ok = Command::new("bash")
+        .arg(&script)
+        .arg("add")
+        .args(records)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "dns add failed: {records:?}");
 }
