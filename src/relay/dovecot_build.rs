@@ -6,16 +6,41 @@ use operations::{Command, Guard};
 
 const VERSION_FILE: &str = "2.3.21%2Bdfsg1-3";
 const PRIMARY: &str = "https://download.delta.chat/dovecot";
-const FALLBACK: &str = "https://github.com/chatmail/dovecot/releases/download/upstream%2F2.3.21%2Bdfsg1-3";
+const FALLBACK: &str =
+    "https://github.com/chatmail/dovecot/releases/download/upstream%2F2.3.21%2Bdfsg1-3";
 
 /// (dpkg arch, package, sha256 of the .deb)
 const DEBS: &[(&str, &str, &str)] = &[
-    ("amd64", "core", "dd060706f52a306fa863d874717210b9fe10536c824afe1790eec247ded5b27d"),
-    ("amd64", "imapd", "8d8dc6fc00bbb6cdb25d345844f41ce2f1c53f764b79a838eb2a03103eebfa86"),
-    ("amd64", "lmtpd", "2f69ba5e35363de50962d42cccbfe4ed8495265044e244007d7ccddad77513ab"),
-    ("arm64", "core", "e7548e8a82929722e973629ecc40fcfa886894cef3db88f23535149e7f730dc9"),
-    ("arm64", "imapd", "178fa877ddd5df9930e8308b518f4b07df10e759050725f8217a0c1fb3fd707f"),
-    ("arm64", "lmtpd", "89f52fb36524f5877a177dff4a713ba771fd3f91f22ed0af7238d495e143b38f"),
+    (
+        "amd64",
+        "core",
+        "dd060706f52a306fa863d874717210b9fe10536c824afe1790eec247ded5b27d",
+    ),
+    (
+        "amd64",
+        "imapd",
+        "8d8dc6fc00bbb6cdb25d345844f41ce2f1c53f764b79a838eb2a03103eebfa86",
+    ),
+    (
+        "amd64",
+        "lmtpd",
+        "2f69ba5e35363de50962d42cccbfe4ed8495265044e244007d7ccddad77513ab",
+    ),
+    (
+        "arm64",
+        "core",
+        "e7548e8a82929722e973629ecc40fcfa886894cef3db88f23535149e7f730dc9",
+    ),
+    (
+        "arm64",
+        "imapd",
+        "178fa877ddd5df9930e8308b518f4b07df10e759050725f8217a0c1fb3fd707f",
+    ),
+    (
+        "arm64",
+        "lmtpd",
+        "89f52fb36524f5877a177dff4a713ba771fd3f91f22ed0af7238d495e143b38f",
+    ),
 ];
 
 pub fn install() -> Command {
@@ -59,7 +84,8 @@ fi
 "#
     );
     Command {
-        description: "dovecot: install chatmail's build, or Debian's where it cannot be downloaded".into(),
+        description: "dovecot: install chatmail's build, or Debian's where it cannot be downloaded"
+            .into(),
         script,
         guard: Guard::Unless(
             "dpkg-query -W -f='${Status}' dovecot-core 2>/dev/null | grep -q 'ok installed'".into(),
@@ -79,7 +105,12 @@ mod tests {
         assert!(script.contains("releases/download/upstream%2F2.3.21%2Bdfsg1-3/$name"));
         assert!(script.contains("amd64:core) echo dd060706"));
         assert!(script.contains("install dovecot-core dovecot-imapd dovecot-lmtpd"));
-        let check = std::process::Command::new("sh").arg("-n").arg("-c").arg(&script).status().unwrap();
+        let check = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
         assert!(check.success(), "{script}");
     }
 }
