@@ -126,6 +126,22 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         return;
     }
     let relay = Relay::new("relay-conv", "_relay-a.test");
+
+    // pre-flight: an mtail address the host does not have stops the run before any change
+    let good = std::fs::read_to_string(&relay.ini).unwrap();
+    relay.append_ini("mtail_address = 10.77.0.250\n");
+    let before = relay.host.fingerprint();
+    let refused = relay.deploy(&[]);
+    assert!(
+        refused
+            .one_error_line()
+            .contains("mtail_address 10.77.0.250 is not an address of the host"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(relay.host.fingerprint(), before);
+    std::fs::write(&relay.ini, good).unwrap();
+
     let first = relay.deploy(&[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.last_line().starts_with("summary: "));

@@ -70,8 +70,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let relay = Relay::load(&args.config.config, options)?;
     // the resources do not depend on the architecture, only the binaries' sources do
-    let query = relay::desired_state(&relay)?.query();
+    let mut query = relay::desired_state(&relay)?.query();
+    relay::preflight::extend_query(&relay.config, &mut query);
     let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
+        relay::preflight::check(&relay.config, facts)?;
         if facts.arch != std::env::consts::ARCH && !bin_dir_given {
             bail!(
                 "the host is {}, the relay binaries here are built for {}: pass --bin-dir with binaries for {}",

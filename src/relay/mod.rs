@@ -15,6 +15,7 @@ mod nginx;
 mod opendkim;
 mod pinned;
 mod postfix;
+pub mod preflight;
 mod templates;
 mod tls;
 mod turn;
