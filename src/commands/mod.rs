@@ -4,6 +4,7 @@ mod dns;
 mod init;
 mod run;
 mod status;
+mod webdev;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Run(run::Args),
     /// Show the state of a deployed relay; fails when a unit is not active
     Status(status::Args),
+    /// Build the web pages locally, serve them on localhost, rebuild on changes
+    Webdev(webdev::Args),
     /// Check the relay's DNS records and print the zone-file lines to add or fix
     Dns(dns::Args),
 }
@@ -52,6 +55,7 @@ impl Cli {
             Command::Init(args) => init::run(args),
             Command::Run(args) => run::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Webdev(args) => webdev::run(args).await,
             Command::Dns(args) => dns::run(args).await,
         }
     }
