@@ -111,7 +111,7 @@ async fn read_reply<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> io::Result<Reply>
 
 /// Read a possibly multi-line reply; the texts of all lines are joined for the reply and
 /// also returned one per line (EHLO keywords).
-async fn read_reply_lines<R: AsyncBufReadExt + Unpin>(
+pub(crate) async fn read_reply_lines<R: AsyncBufReadExt + Unpin>(
     rd: &mut R,
 ) -> io::Result<(Reply, Vec<String>)> {
     let mut texts = Vec::new();

@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::filtermail::reply::Reply;
+use crate::filtermail::smtp::client::read_reply_lines as read_reply;
 
 /// A reply line longer than this is treated as a broken peer.
-const MAX_REPLY_LINE: u64 = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Head start of each address over the next one.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -229,41 +227,6 @@ where
     w.write_all(b"\r\n").await?;
     w.flush().await?;
     read_reply(io).await
-}
-
-/// Read a possibly multi-line reply: the joined reply and the text of each line (the EHLO
-/// keywords).
-async fn read_reply<R: AsyncBufRead + Unpin>(rd: &mut R) -> io::Result<(Reply, Vec<String>)> {
-    let mut texts = Vec::new();
-    loop {
-        let mut raw = Vec::new();
-        let n = (&mut *rd)
-            .take(MAX_REPLY_LINE)
-            .read_until(b'\n', &mut raw)
-            .await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        let line = String::from_utf8_lossy(&raw);
-        let line = line.trim_end_matches(['\r', '\n']);
-        let code = line
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (200..600).contains(c))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad reply line {line:?}"),
-                )
-            })?;
-        texts.push(line.get(4..).unwrap_or("").to_owned());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((Reply::new(code, texts.join(" ")), texts));
-        }
-    }
 }
 
 #[cfg(test)]
