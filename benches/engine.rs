@@ -53,20 +53,7 @@ fn main() {
             common::remote_commands(&first.stderr)
         );
 
-        let mut times = Vec::new();
-        let mut cmds = 0;
-        for _ in 0..RERUNS {
-            let t = Instant::now();
-            let r = run(&webhost, &args, &[]);
-            times.push(t.elapsed().as_secs_f64());
-            assert!(
-                r.last_line().starts_with("summary: 0 changed"),
-                "{}",
-                r.stdout
-            );
-            cmds = common::remote_commands(&r.stderr);
-        }
-        times.sort_by(f64::total_cmp);
+        let (times, cmds) = common::noop_reruns(&webhost, &args, RERUNS);
         let label = format!("no-op re-run, {extra} extra files");
         println!(
             "{label:<34} {:>10.3} {:>10.3} {:>10.3} {cmds:>9}",

@@ -86,20 +86,7 @@ fn main() {
     );
 
     let pids = host.sh("systemctl show -p Id,MainPID --type=service --state=running");
-    let mut times = Vec::new();
-    let mut cmds = 0;
-    for _ in 0..RERUNS {
-        let t = Instant::now();
-        let r = run(&tool, &args, &[]);
-        times.push(t.elapsed().as_secs_f64());
-        assert!(
-            r.last_line().starts_with("summary: 0 changed"),
-            "{}",
-            r.stdout
-        );
-        cmds = common::remote_commands(&r.stderr);
-    }
-    times.sort_by(f64::total_cmp);
+    let (times, cmds) = common::noop_reruns(&tool, &args, RERUNS);
     println!(
         "{:<30} {:>9.2} {:>9.2} {:>9.2} {cmds:>9}",
         "no-op re-run",

@@ -280,3 +280,23 @@ pub fn dns_set(records: &[&str]) {
         .success();
     assert!(ok, "dns add failed: {records:?}");
 }
+
+/// Runs the deploy `n` times, each of which must change nothing; returns the sorted wall
+/// times in seconds and the remote commands of the last run.
+pub fn noop_reruns(program: &Path, args: &[&str], n: usize) -> (Vec<f64>, usize) {
+    let mut times = Vec::new();
+    let mut commands = 0;
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        let r = run(program, args, &[]);
+        times.push(started.elapsed().as_secs_f64());
+        assert!(
+            r.last_line().starts_with("summary: 0 changed"),
+            "{}",
+            r.stdout
+        );
+        commands = remote_commands(&r.stderr);
+    }
+    times.sort_by(f64::total_cmp);
+    (times, commands)
+}
