@@ -6,7 +6,7 @@
 //! indented continuation lines joined to the previous value with `\n`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use ini::{Ini, ParseOption};
@@ -81,6 +81,12 @@ pub struct Config {
     pub filtermail_lmtp_port_transport: u16,
     pub postfix_reinject_port: u16,
     pub postfix_reinject_port_incoming: u16,
+    /// Address filtermail's listeners bind to (a filtermail-only key). Only an IP: binding
+    /// to a name would depend on DNS at boot.
+    pub filtermail_host: IpAddr,
+    /// Where filtermail re-injects (a filtermail-only key): an IP or a host name, which
+    /// filtermail resolves once at start.
+    pub postfix_host: String,
     pub mtail_address: Option<String>,
     pub disable_ipv6: bool,
     pub acme_email: String,
@@ -211,6 +217,8 @@ impl Config {
             filtermail_lmtp_port_transport: p.int("filtermail_lmtp_port_transport", 10083)?,
             postfix_reinject_port: p.int("postfix_reinject_port", 10025)?,
             postfix_reinject_port_incoming: p.int("postfix_reinject_port_incoming", 10026)?,
+            filtermail_host: p.ip("filtermail_host", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
+            postfix_host: p.host("postfix_host", "127.0.0.1")?,
             mtail_address: p.take("mtail_address"),
             disable_ipv6: p.boolean("disable_ipv6"),
             acme_email: p.string("acme_email", ""),
@@ -385,6 +393,28 @@ impl Params<'_> {
         }
     }
 
+    fn ip(&mut self, key: &str, default: IpAddr) -> Result<IpAddr> {
+        match self.take(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| self.invalid(key, &v, "not an IPv4 or IPv6 address")),
+        }
+    }
+
+    /// A host name or IP; only checked for being a single non-empty word, resolution
+    /// happens where the value is used.
+    fn host(&mut self, key: &str, default: &str) -> Result<String> {
+        match self.take(key) {
+            None => Ok(default.to_owned()),
+            Some(v) if v.trim().is_empty() || v.trim().contains(char::is_whitespace) => {
+                Err(self.invalid(key, &v, "expected one host name or IP address"))
+            }
+            Some(v) => Ok(v.trim().to_owned()),
+        }
+    }
+
     fn float(&mut self, key: &str, default: f64) -> Result<f64> {
         match self.take(key) {
             None => Ok(default),
@@ -517,6 +547,8 @@ mod tests {
         assert_eq!(c.filtermail_lmtp_port_transport, 10083);
         assert_eq!(c.postfix_reinject_port, 10025);
         assert_eq!(c.postfix_reinject_port_incoming, 10026);
+        assert_eq!(c.filtermail_host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.postfix_host, "127.0.0.1");
         assert_eq!(c.mtail_address, None);
         assert!(!c.disable_ipv6);
         assert_eq!(c.acme_email, "");
@@ -582,6 +614,28 @@ mod tests {
         assert_eq!(c.username_min_length, 3);
         assert_eq!(c.username_max_length, 20);
         assert_eq!(c.password_min_length, 12);
+    }
+
+    #[test]
+    fn filtermail_hosts() {
+        let c = minimal(
+            "chat.example.org",
+            "filtermail_host = ::1\npostfix_host =  mx.internal.example \n",
+        );
+        assert_eq!(c.filtermail_host, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.postfix_host, "mx.internal.example");
+        assert!(c.unused_keys.is_empty());
+        let c = minimal("chat.example.org", "filtermail_host = 0.0.0.0\n");
+        assert_eq!(c.filtermail_host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        for bad in [
+            "filtermail_host = localhost",
+            "filtermail_host = 127.0.0.1:10080",
+            "postfix_host =",
+            "postfix_host = a b",
+        ] {
+            let err = parse(&format!("[params]\nmail_domain = x.org\n{bad}\n")).unwrap_err();
+            assert!(matches!(err, Error::InvalidValue { .. }), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn run() -> Result<(), String> {
     };
     let mode: Mode = mode.parse()?;
     let config = Config::load(ini).map_err(|e| e.to_string())?;
-    let settings = Settings::from_config(&config);
+    let settings = Settings::from_config(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,14 +34,18 @@ impl DkimVerifier {
         Ok(DkimVerifier::new(authenticator))
     }
 
-    /// Resolve through one name server on port 53 (tests point this at loopback so that
-    /// no query can leave the machine).
+    /// Resolve through one name server over UDP (tests point this at loopback so that no
+    /// query can leave the machine).
     pub fn with_name_server(
-        ip: std::net::IpAddr,
+        server: std::net::SocketAddr,
         timeout: Duration,
     ) -> Result<DkimVerifier, String> {
         use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-        let config = ResolverConfig::from_name_servers(vec![NameServerConfig::udp(ip)]);
+        let mut name_server = NameServerConfig::udp(server.ip());
+        for connection in &mut name_server.connections {
+            connection.port = server.port();
+        }
+        let config = ResolverConfig::from_name_servers(vec![name_server]);
         let mut opts = ResolverOpts::default();
         opts.timeout = timeout;
         opts.attempts = 1;

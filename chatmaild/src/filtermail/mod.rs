@@ -25,7 +25,9 @@ pub mod reply;
 pub mod smtp;
 pub mod transport;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -35,6 +37,9 @@ use incoming::{Incoming, Mailboxes};
 use outgoing::Outgoing;
 use smtp::client::Relay;
 use smtp::server::{Limits, serve};
+
+/// Per-query timeout with a test name server (the system resolver keeps its own).
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which side of the relay a message is on; a few armor rules differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +73,8 @@ impl std::str::FromStr for Mode {
 /// Everything filtermail takes from `chatmail.ini` and the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen_host: String,
+    pub listen_host: IpAddr,
+    /// Re-injection host, resolved once in [`run`].
     pub postfix_host: String,
     pub outgoing_port: u16,
     pub incoming_port: u16,
@@ -83,17 +89,29 @@ pub struct Settings {
     pub max_user_send_burst_size: u32,
     pub mailboxes: Mailboxes,
     pub skip_dkim: bool,
+    /// Test hook: resolve through this one name server instead of the system resolver,
+    /// so that a test's DKIM keys and MX records come from a server on loopback.
+    pub dns_server: Option<SocketAddr>,
 }
 
+/// Test-only environment variable naming a DNS server (`ip:port`) to use instead of the
+/// system resolver. Relays never set it.
+pub const DNS_SERVER_ENV: &str = "FILTERMAIL_TEST_DNS_SERVER";
+
 impl Settings {
-    /// `filtermail_host`/`postfix_host` are not read by the shared config module; the
-    /// upstream default (loopback) is used for both.
-    pub fn from_config(config: &Config) -> Settings {
+    pub fn from_config(config: &Config) -> Result<Settings, String> {
         let skip_dkim = std::env::var("FILTERMAIL_SKIP_DKIM")
             .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        Settings {
-            listen_host: "127.0.0.1".into(),
-            postfix_host: "127.0.0.1".into(),
+        let dns_server = match std::env::var(DNS_SERVER_ENV) {
+            Ok(v) => Some(
+                v.parse()
+                    .map_err(|_| format!("{DNS_SERVER_ENV}={v:?} is not an ip:port address"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(Settings {
+            listen_host: config.filtermail_host,
+            postfix_host: config.postfix_host.clone(),
             outgoing_port: config.filtermail_smtp_port,
             incoming_port: config.filtermail_smtp_port_incoming,
             incoming_http_port: config.filtermail_http_port_incoming,
@@ -108,7 +126,8 @@ impl Settings {
                 dir: config.mailboxes_dir.clone(),
             },
             skip_dkim,
-        }
+            dns_server,
+        })
     }
 }
 
@@ -117,8 +136,9 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
     let limits = Limits::new(settings.max_message_size);
     match mode {
         Mode::Outgoing => {
-            let listener = bind(&settings.listen_host, settings.outgoing_port).await?;
-            let relay = Relay::new(&settings.postfix_host, settings.reinject_port);
+            let listener = bind(settings.listen_host, settings.outgoing_port).await?;
+            let relay =
+                Relay::to(resolve_once(&settings.postfix_host, settings.reinject_port).await?);
             let handler = Outgoing::new(
                 settings.max_user_send_per_minute,
                 settings.max_user_send_burst_size,
@@ -132,11 +152,16 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
                 log::warn!("DKIM verification DISABLED!");
                 None
             } else {
-                Some(DkimVerifier::from_system_conf()?)
+                Some(match settings.dns_server {
+                    Some(server) => DkimVerifier::with_name_server(server, DNS_TIMEOUT)?,
+                    None => DkimVerifier::from_system_conf()?,
+                })
             };
-            let listener = bind(&settings.listen_host, settings.incoming_port).await?;
-            let http_listener = bind(&settings.listen_host, settings.incoming_http_port).await?;
-            let relay = Relay::new(&settings.postfix_host, settings.reinject_port_incoming);
+            let listener = bind(settings.listen_host, settings.incoming_port).await?;
+            let http_listener = bind(settings.listen_host, settings.incoming_http_port).await?;
+            let relay = Relay::to(
+                resolve_once(&settings.postfix_host, settings.reinject_port_incoming).await?,
+            );
             let handler = Arc::new(Incoming::new(settings.mailboxes.clone(), dkim, relay));
             log::info!(
                 "incoming: entering serving loop on {} (SMTP) and {} (HTTP)",
@@ -149,10 +174,15 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             );
         }
         Mode::Transport => {
-            let resolver = transport::resolve::DnsResolver::from_system_conf()?;
+            let resolver = match settings.dns_server {
+                Some(server) => {
+                    transport::resolve::DnsResolver::with_name_server(server, DNS_TIMEOUT)?
+                }
+                None => transport::resolve::DnsResolver::from_system_conf()?,
+            };
             let delivery = transport::TransportSettings::new(&settings.mail_domain);
             let handler = transport::Transport::new(delivery, Arc::new(resolver))?;
-            let listener = bind(&settings.listen_host, settings.transport_port).await?;
+            let listener = bind(settings.listen_host, settings.transport_port).await?;
             log::info!("transport: entering serving loop on {}", local(&listener));
             let limits = transport::lmtp_limits(settings.max_message_size);
             serve(listener, Arc::new(handler), limits).await;
@@ -161,14 +191,64 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
     Ok(())
 }
 
-async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
-    TcpListener::bind((host, port))
+async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, String> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Resolve the re-injection target once: Postfix does not move while filtermail runs, and
+/// a DNS hiccup must not fail accepted mail later.
+pub async fn resolve_once(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve postfix_host {host:?}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("postfix_host {host:?} has no address"))
 }
 
 fn local(listener: &TcpListener) -> String {
     listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reinjection_host_is_resolved_to_an_address() {
+        assert_eq!(
+            resolve_once("127.0.0.1", 10025).await.unwrap(),
+            "127.0.0.1:10025".parse().unwrap()
+        );
+        assert_eq!(
+            resolve_once("::1", 10026).await.unwrap(),
+            "[::1]:10026".parse().unwrap()
+        );
+        // `localhost` comes from /etc/hosts, no DNS query leaves the machine.
+        assert!(
+            resolve_once("localhost", 25)
+                .await
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        assert!(resolve_once("", 25).await.is_err());
+    }
+
+    #[test]
+    fn settings_take_hosts_from_the_ini() {
+        let config = Config::parse(
+            "[params]\nmail_domain = x.org\nfiltermail_host = 127.0.0.2\npostfix_host = 127.0.0.3\n",
+            "t.ini",
+        )
+        .unwrap();
+        let s = Settings::from_config(&config).unwrap();
+        assert_eq!(s.listen_host, IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(s.postfix_host, "127.0.0.3");
+    }
 }

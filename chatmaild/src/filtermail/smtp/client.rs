@@ -30,6 +30,14 @@ impl Relay {
         }
     }
 
+    /// Re-inject to an already resolved address (no lookup per message).
+    pub fn to(addr: std::net::SocketAddr) -> Relay {
+        Relay {
+            addr: addr.to_string(),
+            ..Relay::new("", 0)
+        }
+    }
+
     /// Send one message; `data` must already be dot-stuffed and CRLF-terminated.
     ///
     /// Returns `250 OK` on success, the server's reply if it refused the message, and a
