@@ -2,6 +2,8 @@
 //! records pre-loaded into the verifier's cache. The resolver points at loopback, so a
 //! missing key is looked up there and nowhere else.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,59 +13,16 @@ use chatmaild::filtermail::incoming::{Incoming, Mailboxes};
 use chatmaild::filtermail::smtp::Envelope;
 use chatmaild::filtermail::smtp::client::Relay;
 use mail_auth::Txt;
-use mail_auth::common::crypto::Ed25519Key;
-use mail_auth::common::headers::HeaderWriter;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
-use mail_auth::dkim::DkimSigner;
+use support::Signer;
 
 const SENDER: &str = "alice123@chat.example.org";
 const RCPT: &str = "bob456789@remote.example";
 
-struct Signer {
-    domain: &'static str,
-    selector: &'static str,
-    pkcs8: Vec<u8>,
-}
-
-impl Signer {
-    fn new(domain: &'static str, selector: &'static str) -> Signer {
-        Signer {
-            domain,
-            selector,
-            pkcs8: Ed25519Key::generate_pkcs8().unwrap(),
-        }
-    }
-
-    fn key(&self) -> Ed25519Key {
-        Ed25519Key::from_pkcs8_der(&self.pkcs8).unwrap()
-    }
-
-    /// The DNS TXT record publishing this key.
-    fn record(&self) -> Txt {
-        use base64::Engine;
-        let p = base64::engine::general_purpose::STANDARD.encode(self.key().public_key());
-        let txt = format!("v=DKIM1; k=ed25519; p={p}");
-        Txt::DomainKey(Arc::new(DomainKey::parse(txt.as_bytes()).unwrap()))
-    }
-
-    fn publish(&self, verifier: &DkimVerifier) {
-        let name = format!("{}._domainkey.{}", self.selector, self.domain);
-        verifier.add_key_record(&name, self.record());
-    }
-
-    /// The message with a DKIM-Signature header prepended.
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let sig = DkimSigner::from_key(self.key())
-            .domain(self.domain)
-            .selector(self.selector)
-            .headers(["From", "To", "Subject", "Date", "Message-ID"])
-            .sign(message)
-            .unwrap();
-        let mut out = sig.to_header().into_bytes();
-        out.extend_from_slice(message);
-        out
-    }
+fn publish(signer: &Signer, verifier: &DkimVerifier) {
+    let record = DomainKey::parse(signer.record_text().as_bytes()).unwrap();
+    verifier.add_key_record(&signer.record_name(), Txt::DomainKey(Arc::new(record)));
 }
 
 fn verifier() -> DkimVerifier {
@@ -73,9 +32,7 @@ fn verifier() -> DkimVerifier {
 }
 
 fn encrypted() -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/filtermail/encrypted.eml");
-    std::fs::read(path).unwrap()
+    support::fixture("encrypted.eml")
 }
 
 const DOMAIN: &str = "chat.example.org";
@@ -84,7 +41,7 @@ const DOMAIN: &str = "chat.example.org";
 async fn aligned_valid_signature_passes() {
     let v = verifier();
     let signer = Signer::new(DOMAIN, "sel1");
-    signer.publish(&v);
+    publish(&signer, &v);
     assert_eq!(v.verify(&signer.sign(&encrypted()), DOMAIN).await, Ok(()));
     // d= comparison ignores case.
     assert_eq!(
@@ -110,7 +67,7 @@ async fn missing_signature() {
 async fn signature_of_another_domain_is_not_enough() {
     let v = verifier();
     let other = Signer::new("other.example", "sel");
-    other.publish(&v);
+    publish(&other, &v);
     let signed = other.sign(&encrypted());
     // Valid for other.example, but the From domain is chat.example.org.
     assert_eq!(v.verify(&signed, "other.example").await, Ok(()));
@@ -120,7 +77,7 @@ async fn signature_of_another_domain_is_not_enough() {
     );
     // A parent domain is not aligned either (strict alignment).
     let parent = Signer::new("example.org", "sel");
-    parent.publish(&v);
+    publish(&parent, &v);
     assert!(v.verify(&parent.sign(&encrypted()), DOMAIN).await.is_err());
 }
 
@@ -128,7 +85,7 @@ async fn signature_of_another_domain_is_not_enough() {
 async fn tampering_breaks_the_signature() {
     let v = verifier();
     let signer = Signer::new(DOMAIN, "sel1");
-    signer.publish(&v);
+    publish(&signer, &v);
     let signed = signer.sign(&encrypted());
     let text = String::from_utf8(signed).unwrap();
     let body_changed = text.replacen("encrypted message", "encrypted massage", 1);
@@ -167,9 +124,9 @@ async fn key_not_published() {
 async fn one_good_signature_among_bad_ones_suffices() {
     let v = verifier();
     let good = Signer::new(DOMAIN, "good");
-    good.publish(&v);
+    publish(&good, &v);
     let foreign = Signer::new("list.example", "sel");
-    foreign.publish(&v);
+    publish(&foreign, &v);
     let twice = foreign.sign(&good.sign(&encrypted()));
     assert_eq!(v.verify(&twice, DOMAIN).await, Ok(()));
 }
@@ -178,7 +135,7 @@ async fn one_good_signature_among_bad_ones_suffices() {
 async fn incoming_filter_runs_dkim_after_the_encryption_rules() {
     let v = verifier();
     let signer = Signer::new(DOMAIN, "sel1");
-    signer.publish(&v);
+    publish(&signer, &v);
     let dir = tempfile::tempdir().unwrap();
     let incoming = Incoming::new(
         Mailboxes {

@@ -6,83 +6,18 @@
 //! installed (no running system instance needed; the test starts its own with a private
 //! config and queue directory and stops it again).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    Filtermail, Signer, fixture, free_port, start_sink, start_txt_server, submit, wait_for_port,
+};
 
 fn enabled() -> bool {
     std::env::var("CHATMAIL_POSTFIX_TESTS").is_ok_and(|v| v == "1")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/filtermail")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// Recording SMTP sink standing in for the remote MTA / Dovecot.
-fn start_sink() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut wr = stream.try_clone().unwrap();
-                let mut rd = BufReader::new(stream);
-                let _ = wr.write_all(b"220 sink ESMTP\r\n");
-                let mut from = String::new();
-                loop {
-                    let mut line = String::new();
-                    if rd.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let up = line.to_ascii_uppercase();
-                    let reply: &[u8] = if up.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if up.starts_with("MAIL") {
-                        from = line.trim_end().to_owned();
-                        b"250 ok\r\n"
-                    } else if up.starts_with("DATA") {
-                        let _ = wr.write_all(b"354 go\r\n");
-                        let mut data = Vec::new();
-                        loop {
-                            let mut l = Vec::new();
-                            if rd.read_until(b'\n', &mut l).unwrap_or(0) == 0 || l == b".\r\n" {
-                                break;
-                            }
-                            data.extend_from_slice(&l);
-                        }
-                        let _ = tx.send((from.clone(), data));
-                        b"250 delivered\r\n"
-                    } else if up.starts_with("QUIT") {
-                        let _ = wr.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = wr.write_all(reply);
-                }
-            });
-        }
-    });
-    (port, rx)
 }
 
 struct Postfix {
@@ -195,24 +130,27 @@ impl Drop for Postfix {
     }
 }
 
-struct Filtermail(Child);
-
-impl Drop for Filtermail {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A private directory the Postfix daemons (user postfix) can enter.
+fn postfix_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start_filtermail(dir: &Path, mode: &str, filter_port: u16, reinject_port: u16) -> Filtermail {
+/// filtermail in `mode` listening on `filter_port` (both SMTP modes' keys) and re-injecting
+/// to `reinject_port`; `extra` is appended to the ini's `[params]`.
+fn start_filtermail(
+    dir: &Path,
+    mode: &str,
+    filter_port: u16,
+    reinject_port: u16,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Filtermail {
     let ini = dir.join(format!("{mode}.ini"));
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
@@ -222,62 +160,16 @@ fn start_filtermail(dir: &Path, mode: &str, filter_port: u16, reinject_port: u16
             "[params]\nmail_domain = relay.test\nmailboxes_dir = {}\n\
              filtermail_smtp_port = {filter_port}\nfiltermail_smtp_port_incoming = {filter_port}\n\
              filtermail_http_port_incoming = {}\n\
-             postfix_reinject_port = {reinject_port}\npostfix_reinject_port_incoming = {reinject_port}\n",
+             postfix_reinject_port = {reinject_port}\npostfix_reinject_port_incoming = {reinject_port}\n{extra}",
             mail.display(),
             free_port()
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_filtermail"))
-        .arg(&ini)
-        .arg(mode)
-        .env("FILTERMAIL_SKIP_DKIM", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(filter_port);
-    Filtermail(child)
+    Filtermail::start(&ini, mode, env)
 }
 
-/// Submit one message; returns the reply to the final dot.
-fn submit(port: u16, from: &str, to: &str, message: &[u8]) -> String {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut wr = stream.try_clone().unwrap();
-    let mut rd = BufReader::new(stream);
-    let mut reply = || {
-        loop {
-            let mut line = String::new();
-            rd.read_line(&mut line).unwrap();
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line.trim_end().to_owned();
-            }
-        }
-    };
-    assert!(reply().starts_with("220"));
-    for cmd in [
-        "EHLO client.test".to_owned(),
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{to}>"),
-        "DATA".to_owned(),
-    ] {
-        wr.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        assert!(r.starts_with('2') || r.starts_with('3'), "{cmd}: {r}");
-    }
-    wr.write_all(&chatmaild::filtermail::data::stuff(message))
-        .unwrap();
-    wr.write_all(b".\r\n").unwrap();
-    let result = reply();
-    wr.write_all(b"QUIT\r\n").unwrap();
-    let mut rest = Vec::new();
-    let _ = rd.read_to_end(&mut rest);
-    result
-}
+const SKIP_DKIM: &[(&str, &str)] = &[("FILTERMAIL_SKIP_DKIM", "1")];
 
 #[test]
 fn postfix_proxy_filter_outgoing() {
@@ -285,16 +177,17 @@ fn postfix_proxy_filter_outgoing() {
         eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    // Postfix's daemons run as user postfix and must reach the queue inside.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = postfix_dir();
     let (sink_port, delivered) = start_sink();
     let (submit_port, filter_port, reinject_port) = (free_port(), free_port(), free_port());
-    let _filter = start_filtermail(dir.path(), "outgoing", filter_port, reinject_port);
+    let _filter = start_filtermail(
+        dir.path(),
+        "outgoing",
+        filter_port,
+        reinject_port,
+        "",
+        SKIP_DKIM,
+    );
     let _postfix = Postfix::start(
         dir.path(),
         submit_port,
@@ -328,15 +221,17 @@ fn postfix_proxy_filter_incoming() {
         eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = postfix_dir();
     let (sink_port, delivered) = start_sink();
     let (smtp_port, filter_port, reinject_port) = (free_port(), free_port(), free_port());
-    let _filter = start_filtermail(dir.path(), "incoming", filter_port, reinject_port);
+    let _filter = start_filtermail(
+        dir.path(),
+        "incoming",
+        filter_port,
+        reinject_port,
+        "",
+        SKIP_DKIM,
+    );
     let _postfix = Postfix::start(dir.path(), smtp_port, filter_port, reinject_port, sink_port);
     let rcpt = "bob456789@remote.example";
     let user = dir.path().join("mail").join(rcpt);
@@ -360,4 +255,122 @@ fn postfix_proxy_filter_incoming() {
     );
     assert!(refused.starts_with("523"), "{refused}");
     assert!(delivered.recv_timeout(Duration::from_secs(3)).is_err());
+}
+
+#[test]
+fn postfix_rate_limit_answers_450_after_the_burst() {
+    if !enabled() {
+        eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
+        return;
+    }
+    let dir = postfix_dir();
+    let (sink_port, delivered) = start_sink();
+    let (submit_port, filter_port, reinject_port) = (free_port(), free_port(), free_port());
+    // One message a minute refills the bucket: nothing refills during the test.
+    let limits = "max_user_send_per_minute = 1\nmax_user_send_burst_size = 3\n";
+    let _filter = start_filtermail(
+        dir.path(),
+        "outgoing",
+        filter_port,
+        reinject_port,
+        limits,
+        &[],
+    );
+    let _postfix = Postfix::start(
+        dir.path(),
+        submit_port,
+        filter_port,
+        reinject_port,
+        sink_port,
+    );
+
+    let sender = "alice123@chat.example.org";
+    let rcpt = "bob456789@remote.example";
+    let message = fixture("encrypted.eml");
+    for n in 1..=3 {
+        let reply = submit(submit_port, sender, rcpt, &message);
+        assert!(
+            reply.starts_with("250"),
+            "message {n} of the burst: {reply}"
+        );
+    }
+    let throttled = submit(submit_port, sender, rcpt, &message);
+    let expected = format!("450 4.7.1: Too much mail from <{sender}>, ");
+    assert!(throttled.starts_with(&expected), "{throttled}");
+    // The limit is per sender.
+    let other = "carol789@chat.example.org";
+    let from_other = String::from_utf8(message.clone())
+        .unwrap()
+        .replace(sender, other);
+    let reply = submit(submit_port, other, rcpt, from_other.as_bytes());
+    assert!(reply.starts_with("250"), "{reply}");
+    for _ in 0..4 {
+        delivered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("accepted messages reach the sink");
+    }
+    assert!(delivered.recv_timeout(Duration::from_secs(3)).is_err());
+}
+
+#[test]
+fn postfix_incoming_requires_an_aligned_dkim_signature() {
+    if !enabled() {
+        eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
+        return;
+    }
+    let domain = "chat.example.org";
+    let published = Signer::new(domain, "sel1");
+    let dns = start_txt_server(&[(&published.record_name(), &published.record_text())]);
+    let dir = postfix_dir();
+    let (sink_port, delivered) = start_sink();
+    let (smtp_port, filter_port, reinject_port) = (free_port(), free_port(), free_port());
+    let dns = dns.to_string();
+    let _filter = start_filtermail(
+        dir.path(),
+        "incoming",
+        filter_port,
+        reinject_port,
+        "",
+        &[(chatmaild::filtermail::DNS_SERVER_ENV, &dns)],
+    );
+    let _postfix = Postfix::start(dir.path(), smtp_port, filter_port, reinject_port, sink_port);
+
+    let sender = "alice123@chat.example.org";
+    let rcpt = "bob456789@remote.example";
+    let message = fixture("encrypted.eml");
+
+    let unsigned = submit(smtp_port, sender, rcpt, &message);
+    assert_eq!(unsigned, "554 5.7.1 No DKIM signature found");
+
+    let signed = published.sign(&message);
+    let altered = String::from_utf8(signed.clone()).unwrap().replacen(
+        "encrypted message",
+        "encrypted massage",
+        1,
+    );
+    assert_ne!(altered.as_bytes(), &signed[..]);
+    let reply = submit(smtp_port, sender, rcpt, altered.as_bytes());
+    assert_eq!(
+        reply, "554 5.7.1 No valid DKIM signature found",
+        "altered body"
+    );
+
+    // Same domain and selector, but not the key in DNS.
+    let impostor = Signer::new(domain, "sel1");
+    let reply = submit(smtp_port, sender, rcpt, &impostor.sign(&message));
+    assert_eq!(
+        reply, "554 5.7.1 No valid DKIM signature found",
+        "wrong key"
+    );
+    assert!(delivered.recv_timeout(Duration::from_secs(3)).is_err());
+
+    let reply = submit(smtp_port, sender, rcpt, &signed);
+    assert!(reply.starts_with("250"), "{reply}");
+    let (from, data) = delivered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the signed message reaches the sink");
+    assert_eq!(from, format!("MAIL FROM:<{sender}>"));
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("DKIM-Signature: "), "{text}");
+    assert!(data.ends_with(&message[message.len() - 200..]));
 }

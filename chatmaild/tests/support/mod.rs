@@ -1,0 +1,297 @@
+//! Helpers shared by the filtermail integration tests (`mod support;` in each test file).
+//!
+//! Everything here talks to loopback only: SMTP peers, the `filtermail` binary and a tiny
+//! DNS server. Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/filtermail")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A port that was free a moment ago (the kernel does not hand it out again right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------- SMTP peers
+
+/// One message as the sink received it: the `MAIL FROM` line and the DATA bytes
+/// (dot-stuffed, without the final dot line).
+pub type Delivered = (String, Vec<u8>);
+
+/// A recording SMTP sink standing in for Postfix's re-injection port, a remote MTA or
+/// Dovecot. Serves connections concurrently (Postfix opens several).
+pub fn start_sink() -> (u16, mpsc::Receiver<Delivered>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || sink_session(stream, &tx));
+        }
+    });
+    (port, rx)
+}
+
+fn sink_session(stream: TcpStream, tx: &mpsc::Sender<Delivered>) {
+    let mut wr = stream.try_clone().unwrap();
+    let mut rd = BufReader::new(stream);
+    let _ = wr.write_all(b"220 sink ESMTP\r\n");
+    let mut from = String::new();
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let up = line.to_ascii_uppercase();
+        let reply: &[u8] = if up.starts_with("EHLO") {
+            b"250-sink\r\n250 8BITMIME\r\n"
+        } else if up.starts_with("MAIL") {
+            from = line.trim_end().to_owned();
+            b"250 ok\r\n"
+        } else if up.starts_with("DATA") {
+            let _ = wr.write_all(b"354 go\r\n");
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if rd.read_until(b'\n', &mut l).unwrap_or(0) == 0 || l == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&l);
+            }
+            let _ = tx.send((from.clone(), data));
+            b"250 delivered\r\n"
+        } else if up.starts_with("QUIT") {
+            let _ = wr.write_all(b"221 bye\r\n");
+            return;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = wr.write_all(reply);
+    }
+}
+
+/// Submit one message over SMTP. Returns the first reply that is not positive (the
+/// refusal of `MAIL`, `RCPT` or `DATA`) or else the reply to the final dot.
+pub fn submit(port: u16, from: &str, to: &str, message: &[u8]) -> String {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut wr = stream.try_clone().unwrap();
+    let mut rd = BufReader::new(stream);
+    let mut reply = || {
+        loop {
+            let mut line = String::new();
+            rd.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_owned();
+            }
+        }
+    };
+    assert!(reply().starts_with("220"));
+    let mut result = None;
+    for cmd in [
+        "EHLO client.test".to_owned(),
+        format!("MAIL FROM:<{from}>"),
+        format!("RCPT TO:<{to}>"),
+        "DATA".to_owned(),
+    ] {
+        wr.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let r = reply();
+        if !(r.starts_with('2') || r.starts_with('3')) {
+            result = Some(r);
+            break;
+        }
+    }
+    let result = result.unwrap_or_else(|| {
+        wr.write_all(&chatmaild::filtermail::data::stuff(message))
+            .unwrap();
+        wr.write_all(b".\r\n").unwrap();
+        reply()
+    });
+    wr.write_all(b"QUIT\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = rd.read_to_end(&mut rest);
+    result
+}
+
+// ---------------------------------------------------------------- the binary
+
+/// A running `filtermail <ini> <mode>`, killed when dropped.
+pub struct Filtermail(Child);
+
+impl Drop for Filtermail {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Filtermail {
+    /// Start the binary with extra environment and wait for its "entering serving loop"
+    /// line (so its listeners are bound).
+    pub fn start(ini: &Path, mode: &str, env: &[(&str, &str)]) -> Filtermail {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_filtermail"));
+        command
+            .arg(ini)
+            .arg(mode)
+            .env_remove("CHATMAILD_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("FILTERMAIL_SKIP_DKIM")
+            .env_remove(chatmaild::filtermail::DNS_SERVER_ENV)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let running = Filtermail(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("filtermail did not start");
+            if line.contains("entering serving loop") {
+                return running;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- DNS
+
+/// An authoritative DNS server on loopback UDP answering `TXT` queries from a fixed table
+/// (NXDOMAIN for other names), for the binary's test-only resolver setting.
+pub fn start_txt_server(records: &[(&str, &str)]) -> SocketAddr {
+    use mail_auth::hickory_resolver::proto::op::{Message, ResponseCode};
+    use mail_auth::hickory_resolver::proto::rr::rdata::TXT;
+    use mail_auth::hickory_resolver::proto::rr::{RData, Record, RecordType};
+
+    let records: Vec<(String, String)> = records
+        .iter()
+        .map(|(name, text)| (format!("{}.", name.to_ascii_lowercase()), text.to_string()))
+        .collect();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = query.queries.first().cloned() else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.recursion_desired = query.metadata.recursion_desired;
+            answer.metadata.recursion_available = true;
+            answer.metadata.authoritative = true;
+            let name = q.name().to_ascii().to_ascii_lowercase();
+            let found: Vec<&String> = records
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, t)| t)
+                .collect();
+            if found.is_empty() {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            } else if q.query_type() == RecordType::TXT {
+                for text in found {
+                    // TXT character-strings hold at most 255 octets each.
+                    let chunks = text
+                        .as_bytes()
+                        .chunks(255)
+                        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                        .collect();
+                    let data = RData::TXT(TXT::new(chunks));
+                    answer.add_answer(Record::from_rdata(q.name().clone(), 60, data));
+                }
+            }
+            answer.add_query(q);
+            let _ = socket.send_to(&answer.to_vec().unwrap(), peer);
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------- DKIM
+
+/// An Ed25519 DKIM key of one domain and selector.
+pub struct Signer {
+    pub domain: &'static str,
+    pub selector: &'static str,
+    pkcs8: Vec<u8>,
+}
+
+impl Signer {
+    pub fn new(domain: &'static str, selector: &'static str) -> Signer {
+        use mail_auth::common::crypto::Ed25519Key;
+        Signer {
+            domain,
+            selector,
+            pkcs8: Ed25519Key::generate_pkcs8().unwrap(),
+        }
+    }
+
+    fn key(&self) -> mail_auth::common::crypto::Ed25519Key {
+        mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&self.pkcs8).unwrap()
+    }
+
+    /// Where the key is published: `<selector>._domainkey.<domain>`.
+    pub fn record_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    /// The TXT record text publishing this key.
+    pub fn record_text(&self) -> String {
+        use base64::Engine;
+        let p = base64::engine::general_purpose::STANDARD.encode(self.key().public_key());
+        format!("v=DKIM1; k=ed25519; p={p}")
+    }
+
+    /// The message with a DKIM-Signature header prepended.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use mail_auth::common::headers::HeaderWriter;
+        let sig = mail_auth::dkim::DkimSigner::from_key(self.key())
+            .domain(self.domain)
+            .selector(self.selector)
+            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .sign(message)
+            .unwrap();
+        let mut out = sig.to_header().into_bytes();
+        out.extend_from_slice(message);
+        out
+    }
+}
