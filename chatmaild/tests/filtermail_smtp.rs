@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chatmaild::filtermail::incoming::{ENFORCE_E2EE_FILE, Incoming, Mailboxes};
 use chatmaild::filtermail::outgoing::Outgoing;
-use chatmaild::filtermail::smtp::Handler;
+use chatmaild::filtermail::reply::Reply;
 use chatmaild::filtermail::smtp::client::Relay;
 use chatmaild::filtermail::smtp::server::{Limits, serve};
+use chatmaild::filtermail::smtp::{Envelope, Handler};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -549,4 +550,70 @@ async fn lmtp_refusals_come_once_per_recipient() {
     assert_eq!(c.reply().await, "500 Invalid DATA");
     assert_eq!(c.cmd("NOOP").await, "250 OK");
     assert!(sink.delivered().is_empty());
+}
+
+/// Answers each recipient on its own: `ok…` recipients are delivered, others refused.
+struct PerRecipient;
+
+impl Handler for PerRecipient {
+    async fn data(&self, _envelope: Envelope) -> Reply {
+        Reply::new(554, "SMTP needs one verdict")
+    }
+
+    async fn lmtp_data(&self, envelope: Envelope) -> Vec<Reply> {
+        envelope
+            .rcpt_to
+            .iter()
+            .map(|r| match r.starts_with("ok") {
+                true => Reply::new(250, format!("2.0.0 <{r}> delivered")),
+                false => Reply::new(550, format!("5.1.1 <{r}> unknown")),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn lmtp_handler_answers_each_recipient() {
+    let port = start_filter(PerRecipient, Limits::new(100_000)).await;
+    let mut c = Client::connect(port).await;
+    c.cmd("LHLO postfix").await;
+    let rcpts = ["ok1@x.example", "no2@x.example", "ok3@y.example"];
+    assert_eq!(
+        c.mail(SENDER, &rcpts, b"Subject: x\r\n\r\nhi\r\n").await,
+        "250 2.0.0 <ok1@x.example> delivered"
+    );
+    assert_eq!(c.reply().await, "550 5.1.1 <no2@x.example> unknown");
+    assert_eq!(c.reply().await, "250 2.0.0 <ok3@y.example> delivered");
+    // The server's own refusals are still repeated per recipient, not asked of the handler.
+    c.cmd(&format!("MAIL FROM:<{SENDER}>")).await;
+    c.cmd("RCPT TO:<ok1@x.example>").await;
+    c.cmd("RCPT TO:<ok2@x.example>").await;
+    c.cmd("DATA").await;
+    c.send(b"bare\nlf\r\n.\r\n").await;
+    assert_eq!(c.reply().await, "500 Invalid DATA");
+    assert_eq!(c.reply().await, "500 Invalid DATA");
+    assert_eq!(c.cmd("NOOP").await, "250 OK");
+    // SMTP: the one reply of `data`.
+    c.cmd("EHLO client").await;
+    assert_eq!(
+        c.mail(SENDER, &rcpts, b"Subject: x\r\n\r\nhi\r\n").await,
+        "554 SMTP needs one verdict"
+    );
+    assert_eq!(c.cmd("NOOP").await, "250 OK");
+}
+
+#[tokio::test]
+async fn lmtp_filter_verdict_applies_to_every_recipient() {
+    let (sink_port, sink) = Sink::default().start().await;
+    let port = start_filter(outgoing(sink_port, 10), Limits::new(100_000)).await;
+    let mut c = Client::connect(port).await;
+    c.cmd("LHLO postfix").await;
+    let rcpts = [RCPT, "carol1234@remote.example"];
+    assert_eq!(
+        c.mail(SENDER, &rcpts, &fixture("encrypted.eml")).await,
+        "250 OK"
+    );
+    assert_eq!(c.reply().await, "250 OK");
+    assert_eq!(c.cmd("NOOP").await, "250 OK");
+    assert_eq!(sink.delivered().len(), 1);
 }

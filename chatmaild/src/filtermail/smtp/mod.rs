@@ -33,4 +33,14 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Check and forward a complete message; the reply goes back to the client.
     fn data(&self, envelope: Envelope) -> impl Future<Output = Reply> + Send;
+
+    /// The same in an LMTP session (RFC 2033): one reply per recipient, in RCPT order.
+    /// A filter decides per message, so by default every recipient gets its one reply;
+    /// a handler that delivers per recipient overrides this.
+    fn lmtp_data(&self, envelope: Envelope) -> impl Future<Output = Vec<Reply>> + Send {
+        async move {
+            let recipients = envelope.rcpt_to.len();
+            vec![self.data(envelope).await; recipients]
+        }
+    }
 }

@@ -190,24 +190,29 @@ where
                         rcpt_to: std::mem::take(&mut rcpt_to),
                         data: Vec::new(),
                     };
-                    // The filter's own refusals concern every recipient; LMTP wants one
-                    // reply line each (handlers answer for themselves).
-                    let per_recipient = if lmtp { envelope.rcpt_to.len() } else { 1 };
-                    match received {
+                    let recipients = envelope.rcpt_to.len();
+                    let replies = match received {
                         Received::Closed => return Ok(()),
-                        Received::TooBig => {
-                            Reply::message_too_big().to_line().repeat(per_recipient)
-                        }
+                        Received::TooBig => vec![Reply::message_too_big()],
                         Received::Data(bytes) if !data::is_valid(&bytes) => {
-                            Reply::invalid_data().to_line().repeat(per_recipient)
+                            vec![Reply::invalid_data()]
                         }
-                        Received::Data(bytes) => handler
-                            .data(Envelope {
+                        Received::Data(bytes) => {
+                            let envelope = Envelope {
                                 data: bytes,
                                 ..envelope
-                            })
-                            .await
-                            .to_line(),
+                            };
+                            if lmtp {
+                                handler.lmtp_data(envelope).await
+                            } else {
+                                vec![handler.data(envelope).await]
+                            }
+                        }
+                    };
+                    if lmtp {
+                        lmtp_lines(replies, recipients)
+                    } else {
+                        replies.first().map_or_else(local_error, Reply::to_line)
                     }
                 }
                 Command::Rset => {
@@ -227,6 +232,30 @@ where
         wr.write_all(reply.as_bytes()).await?;
         wr.flush().await?;
     }
+}
+
+/// The reply lines after DATA in LMTP mode: exactly one per recipient. A reply that
+/// concerns the whole message (refused by the server itself) is repeated; a handler that
+/// miscounted gets a temporary failure for the recipients it did not answer, so that
+/// Postfix retries them rather than assuming delivery.
+fn lmtp_lines(replies: Vec<Reply>, recipients: usize) -> String {
+    let replies = match &replies[..] {
+        [one] => vec![one.clone(); recipients],
+        _ => replies,
+    };
+    if replies.len() != recipients {
+        log::error!(
+            "LMTP handler gave {} replies for {recipients} recipients",
+            replies.len()
+        );
+    }
+    (0..recipients)
+        .map(|i| replies.get(i).map_or_else(local_error, Reply::to_line))
+        .collect()
+}
+
+fn local_error() -> String {
+    Reply::new(451, "Local error").to_line()
 }
 
 enum Received {
@@ -271,5 +300,29 @@ async fn receive_data<R: AsyncBufRead + Unpin>(
             too_big = true;
             data = Vec::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lmtp_lines_one_per_recipient() {
+        let ok = Reply::ok();
+        let no = Reply::new(550, "5.1.1 no such user");
+        assert_eq!(
+            lmtp_lines(vec![ok.clone(), no.clone()], 2),
+            "250 OK\r\n550 5.1.1 no such user\r\n"
+        );
+        assert_eq!(lmtp_lines(vec![no.clone()], 3), no.to_line().repeat(3));
+        assert_eq!(
+            lmtp_lines(vec![ok.clone(), ok.clone()], 3),
+            "250 OK\r\n250 OK\r\n451 Local error\r\n"
+        );
+        assert_eq!(
+            lmtp_lines(vec![ok.clone(), ok, no], 2),
+            "250 OK\r\n250 OK\r\n"
+        );
     }
 }

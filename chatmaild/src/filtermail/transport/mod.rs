@@ -61,8 +61,8 @@ impl TransportSettings {
 
 /// Limits of the LMTP listener. Postfix has already applied `max_message_size` to the
 /// queue file; what it streams over LMTP also carries its own Received header and
-/// dot-stuffing, so the same limit here would reject (with one reply line where LMTP
-/// expects one per recipient) mail that Postfix accepted. The slack only bounds memory;
+/// dot-stuffing, so the same limit here would reject mail that Postfix accepted. The
+/// slack only bounds memory;
 /// the remote relay applies its own limit.
 pub fn lmtp_limits(max_message_size: usize) -> Limits {
     let slack = (max_message_size / 4).max(1 << 20);
@@ -167,8 +167,21 @@ impl Transport {
 }
 
 impl Handler for Transport {
+    /// Postfix speaks LMTP to the transport; a plain SMTP client can only get one reply,
+    /// so it gets the first failure (it will retry; recipients already delivered may then
+    /// get a duplicate, which is better than a silently lost message).
     async fn data(&self, envelope: Envelope) -> Reply {
-        lmtp_replies(&self.deliver(envelope).await)
+        let replies = self.deliver(envelope).await;
+        replies
+            .iter()
+            .find(|r| !r.is_positive())
+            .or(replies.first())
+            .cloned()
+            .unwrap_or_else(|| Reply::new(451, "Local error"))
+    }
+
+    async fn lmtp_data(&self, envelope: Envelope) -> Vec<Reply> {
+        self.deliver(envelope).await
     }
 }
 
@@ -183,29 +196,6 @@ fn group_by_domain(rcpt_to: &[String]) -> Vec<(String, Vec<usize>)> {
         }
     }
     groups
-}
-
-/// Several replies as the one reply the shared SMTP server writes after DATA.
-///
-/// The server sends exactly one reply per message, which is right for SMTP; LMTP
-/// (RFC 2033) wants one reply line per accepted recipient. Each reply was sanitised by
-/// [`Reply::new`], so joining their lines with CRLF yields exactly those lines on the wire.
-pub fn lmtp_replies(replies: &[Reply]) -> Reply {
-    match replies {
-        [] => Reply::new(451, "Local error"),
-        [one] => one.clone(),
-        [first, rest @ ..] => {
-            let mut text = first.text.clone();
-            for reply in rest {
-                text.push_str("\r\n");
-                text.push_str(&reply.to_string());
-            }
-            Reply {
-                code: first.code,
-                text,
-            }
-        }
-    }
 }
 
 impl Inner {
@@ -358,19 +348,5 @@ mod tests {
         );
         assert_eq!(lmtp_limits(1000).max_message_size, 1000 + (1 << 20));
         assert_eq!(lmtp_limits(usize::MAX).max_message_size, usize::MAX);
-    }
-
-    #[test]
-    fn one_line_per_recipient() {
-        let replies = [
-            Reply::new(250, "OK (HTTPS)"),
-            Reply::new(550, "5.1.1 no such user\r\n250 forged"),
-            Reply::new(421, ""),
-        ];
-        assert_eq!(
-            lmtp_replies(&replies).to_line(),
-            "250 OK (HTTPS)\r\n550 5.1.1 no such user  250 forged\r\n421\r\n"
-        );
-        assert_eq!(lmtp_replies(&replies[..1]).to_line(), "250 OK (HTTPS)\r\n");
     }
 }
