@@ -4,19 +4,31 @@
 //! `cargo bench -p chatmaild --bench filtermail` (env BENCH_MESSAGES, BENCH_CONNECTIONS).
 //! Prints messages/s and per-message latency percentiles (MAIL FROM to final reply), plus
 //! the cost of the content check alone.
+//!
+//! The same load runs against the in-process server, our `filtermail` binary and, when
+//! `FILTERMAIL_UPSTREAM_BIN` names one, an upstream `chatmail/filtermail` binary (built
+//! separately from its source; it is only run, as `<bin> <ini> outgoing`). Both binaries
+//! get the same ini, log to /dev/null and re-inject into the same sink, and the rows are
+//! printed side by side.
+//!
+//! The message is a real Delta Chat one (`tests/fixtures/filtermail/deltachat/dc-01.eml`,
+//! OpenPGP v6 in new-format packets, which every filtermail version accepts; upstream
+//! before 0.3 refuses the old-format packets of `encrypted.eml`), or `BENCH_MESSAGE`. The
+//! envelope sender is its `From:` address.
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatmaild::filtermail::data::{stuff, unstuff};
+use chatmaild::filtermail::mime::Mail;
 use chatmaild::filtermail::outgoing::{self, Outgoing};
 use chatmaild::filtermail::smtp::Envelope;
 use chatmaild::filtermail::smtp::client::Relay;
 use chatmaild::filtermail::smtp::server::{Limits, serve};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-
-const SENDER: &str = "alice123@chat.example.org";
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -78,26 +90,34 @@ async fn read_reply(rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &m
     }
 }
 
+/// The benchmark's message and its sender.
+struct Message {
+    sender: String,
+    stuffed: Vec<u8>,
+}
+
 /// One client connection sending `count` messages back to back; returns latencies.
-async fn client(port: u16, count: usize, message: Arc<Vec<u8>>) -> Vec<Duration> {
+async fn client(port: u16, count: usize, message: Arc<Message>) -> Vec<Duration> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut line = String::new();
     read_reply(&mut rd, &mut line).await;
+    wr.write_all(b"EHLO bench\r\n").await.unwrap();
+    read_reply(&mut rd, &mut line).await;
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
         for cmd in [
-            format!("MAIL FROM:<{SENDER}>\r\n"),
+            format!("MAIL FROM:<{}>\r\n", message.sender),
             "RCPT TO:<bob456789@remote.example>\r\n".to_owned(),
             "DATA\r\n".to_owned(),
         ] {
             wr.write_all(cmd.as_bytes()).await.unwrap();
             read_reply(&mut rd, &mut line).await;
         }
-        wr.write_all(&message).await.unwrap();
+        wr.write_all(&message.stuffed).await.unwrap();
         wr.write_all(b".\r\n").await.unwrap();
         read_reply(&mut rd, &mut line).await;
         assert!(line.starts_with("250"), "{line}");
@@ -110,19 +130,146 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// One measured run.
+struct Row {
+    target: String,
+    connections: usize,
+    messages: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// `messages` spread over `conns` connections, after a short warm-up.
+async fn load(
+    target: &str,
+    port: u16,
+    conns: usize,
+    messages: usize,
+    message: &Arc<Message>,
+) -> Row {
+    client(port, 20, message.clone()).await;
+    let per_conn = messages / conns;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| tokio::spawn(client(port, per_conn, message.clone())))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    Row {
+        target: target.to_owned(),
+        connections: conns,
+        messages: all.len(),
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        max: *all.last().unwrap(),
+    }
+}
+
+/// A filtermail binary in outgoing mode, killed when dropped.
+struct Binary(Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `bin <ini> outgoing` on a free port re-injecting into `sink_port`; the rate limit
+/// is set out of reach so that every message is filtered and relayed.
+fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (Binary, u16) {
+    let port = free_port();
+    let ini = dir.join(format!("bench-{port}.ini"));
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\n\
+             filtermail_smtp_port = {port}\npostfix_reinject_port = {sink_port}\n\
+             max_user_send_per_minute = 1000000000\nmax_user_send_burst_size = 1000000000\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg(&ini)
+        .arg("outgoing")
+        .env_remove("CHATMAILD_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let binary = Binary(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen",
+            bin.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (binary, port)
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "{:<34} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "outgoing filter", "conns", "messages", "msg/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>5} {:>8} {:>9.0} {:>9.2} {:>9.2} {:>9.2}",
+            r.target,
+            r.connections,
+            r.messages,
+            r.per_second,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.max.as_secs_f64() * 1e3,
+        );
+    }
+}
+
 fn main() {
     let messages = env_or("BENCH_MESSAGES", 4000);
     let connections = env_or("BENCH_CONNECTIONS", 8);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/filtermail/encrypted.eml");
-    let raw = std::fs::read(path).unwrap();
-    let message = Arc::new(stuff(&raw));
+    let upstream = std::env::var_os("FILTERMAIL_UPSTREAM_BIN").map(std::path::PathBuf::from);
+    let path = std::env::var_os("BENCH_MESSAGE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/filtermail/deltachat/dc-01.eml")
+        },
+        std::path::PathBuf::from,
+    );
+    let raw = std::fs::read(&path).unwrap();
+    let sender = Mail::parse(&raw).from_address().unwrap();
+    let message = Arc::new(Message {
+        sender: sender.clone(),
+        stuffed: stuff(&raw),
+    });
 
     // Content check alone (parse + PGP/MIME + packet walk).
     let envelope = Envelope {
-        mail_from: Some(SENDER.into()),
+        mail_from: Some(sender),
         rcpt_to: vec!["bob456789@remote.example".into()],
-        data: message.to_vec(),
+        data: message.stuffed.clone(),
     };
     let rounds = 20_000;
     let start = Instant::now();
@@ -131,8 +278,9 @@ fn main() {
     }
     let per_check = start.elapsed() / rounds;
     println!(
-        "check only: {:.1} us per message ({} bytes)",
+        "check only: {:.1} us per message ({}, {} bytes)",
         per_check.as_secs_f64() * 1e6,
+        path.display(),
         raw.len()
     );
 
@@ -140,35 +288,36 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let dir = std::env::temp_dir().join(format!("filtermail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = runtime.block_on(async {
         let sink_port = sink().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let handler = Outgoing::new(u32::MAX, u32::MAX, Relay::new("127.0.0.1", sink_port));
         tokio::spawn(serve(listener, Arc::new(handler), Limits::new(31_457_280)));
 
-        for conns in [1, connections] {
-            let per_conn = messages / conns;
-            let start = Instant::now();
-            let tasks: Vec<_> = (0..conns)
-                .map(|_| tokio::spawn(client(port, per_conn, message.clone())))
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.unwrap());
-            }
-            let elapsed = start.elapsed();
-            all.sort();
-            println!(
-                "outgoing filter, {conns} connection(s): {} messages in {:.2} s = {:.0} messages/s; \
-                 latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                all.len(),
-                elapsed.as_secs_f64(),
-                all.len() as f64 / elapsed.as_secs_f64(),
-                percentile(&all, 0.5).as_secs_f64() * 1e3,
-                percentile(&all, 0.99).as_secs_f64() * 1e3,
-                all.last().unwrap().as_secs_f64() * 1e3,
-            );
+        let mut targets: Vec<(String, Option<std::path::PathBuf>)> = vec![
+            ("ours, in-process".into(), None),
+            (
+                "ours, binary".into(),
+                Some(env!("CARGO_BIN_EXE_filtermail").into()),
+            ),
+        ];
+        if let Some(bin) = upstream {
+            targets.push(("upstream, binary".into(), Some(bin)));
         }
+        let mut rows = Vec::new();
+        for (name, bin) in targets {
+            // Processes run one at a time so that they do not compete for the cores.
+            let running = bin.map(|b| start_binary(&b, &dir, sink_port));
+            let target_port = running.as_ref().map_or(port, |(_, p)| *p);
+            for conns in [1, connections] {
+                rows.push(load(&name, target_port, conns, messages, &message).await);
+            }
+        }
+        rows
     });
+    let _ = std::fs::remove_dir_all(&dir);
+    print_rows(&rows);
 }
