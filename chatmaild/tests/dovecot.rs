@@ -4,12 +4,16 @@
 //! and a `vmail` system user exists (the userdb records name it as the mail user). Dovecot
 //! runs in the foreground from a private base_dir and listens on loopback ports only.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::free_port;
 
 const DOMAIN: &str = "chat.example.org";
 
@@ -46,14 +50,6 @@ fn id(user: &str, flag: &str) -> Option<u32> {
         return None;
     }
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -322,6 +318,12 @@ impl Imap {
         l
     }
 
+    /// `LOGIN` with both arguments quoted; returns the tagged status.
+    fn login(&mut self, user: &str, password: &str) -> String {
+        self.cmd(&format!("LOGIN {} {}", quoted(user), quoted(password)))
+            .1
+    }
+
     /// Send a command; return (untagged lines, tagged status line).
     fn cmd(&mut self, command: &str) -> (Vec<String>, String) {
         self.tag += 1;
@@ -379,7 +381,7 @@ fn imap_login_creates_account_and_records_last_login() {
     let password = "s3cr3t\"pw1\\x";
 
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+    let status = imap.login(&addr, password);
     assert!(
         status.starts_with("OK"),
         "{status}\n{}",
@@ -407,13 +409,9 @@ fn imap_login_creates_account_and_records_last_login() {
 
     // Wrong password for an existing account fails; the right one still works.
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!(
-        "LOGIN {} {}",
-        quoted(&addr),
-        quoted("wrong-password")
-    ));
+    let status = imap.login(&addr, "wrong-password");
     assert!(status.starts_with("NO"), "{status}");
-    let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+    let status = imap.login(&addr, password);
     assert!(status.starts_with("OK"), "{status}");
 }
 
@@ -432,7 +430,7 @@ fn unusual_passwords_round_trip() {
     {
         let addr = format!("pwtest{i:03}@{DOMAIN}");
         let mut imap = relay.imap();
-        let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+        let status = imap.login(&addr, password);
         assert!(status.starts_with("OK"), "{password:?}: {status}");
         imap.cmd("LOGOUT");
         let stored = std::fs::read_to_string(relay.mbox.join(&addr).join("password")).unwrap();
@@ -441,7 +439,7 @@ fn unusual_passwords_round_trip() {
             "{password:?}"
         );
         let mut imap = relay.imap();
-        let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&addr), quoted(password)));
+        let status = imap.login(&addr, password);
         assert!(
             status.starts_with("OK"),
             "second login {password:?}: {status}"
@@ -450,11 +448,7 @@ fn unusual_passwords_round_trip() {
     // Dovecot itself refuses control characters in passwords; nothing gets created.
     let addr = format!("ctrlchars@{DOMAIN}");
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!(
-        "LOGIN {} {}",
-        quoted(&addr),
-        quoted("ctrl\u{1}chars-pw")
-    ));
+    let status = imap.login(&addr, "ctrl\u{1}chars-pw");
     assert!(status.starts_with("NO"), "{status}");
     assert!(!relay.mbox.join(&addr).exists());
 }
@@ -469,7 +463,7 @@ fn imap_login_refused_for_bad_new_accounts() {
         ("abcdefghi@other.example".to_owned(), "long-enough-password"),
     ] {
         let mut imap = relay.imap();
-        let (_, status) = imap.cmd(&format!("LOGIN {} {}", quoted(&user), quoted(password)));
+        let status = imap.login(&user, password);
         assert!(status.starts_with("NO"), "{user}: {status}");
         assert!(!relay.mbox.join(&user).exists(), "{user}");
     }
@@ -481,11 +475,7 @@ fn metadata_and_lmtp_delivery() {
     let relay = Relay::start();
     let addr = format!("bcdefghij@{DOMAIN}");
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!(
-        "LOGIN {} {}",
-        quoted(&addr),
-        quoted("long-enough-pw")
-    ));
+    let status = imap.login(&addr, "long-enough-pw");
     assert!(status.starts_with("OK"), "{status}");
 
     let (lines, status) = imap.cmd("GETMETADATA \"\" (/shared/vendor/deltachat/irohrelay /shared/vendor/deltachat/maxsmtprecipients)");
@@ -578,11 +568,7 @@ fn delivery_triggers_push_via_lua_hook() {
     );
     let addr = format!("pushtest1@{DOMAIN}");
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!(
-        "LOGIN {} {}",
-        quoted(&addr),
-        quoted("long-enough-pw")
-    ));
+    let status = imap.login(&addr, "long-enough-pw");
     assert!(status.starts_with("OK"), "{status}");
     let (_, status) = imap.cmd("SETMETADATA INBOX (/private/devicetoken \"tok-PUSH\")");
     assert!(status.starts_with("OK"), "{status}");
@@ -630,11 +616,7 @@ fn quota_warning_runs_quota_expire() {
     );
     let addr = format!("quotatest@{DOMAIN}");
     let mut imap = relay.imap();
-    let (_, status) = imap.cmd(&format!(
-        "LOGIN {} {}",
-        quoted(&addr),
-        quoted("long-enough-pw")
-    ));
+    let status = imap.login(&addr, "long-enough-pw");
     assert!(status.starts_with("OK"), "{status}");
     let (_, status) = imap.cmd("SELECT INBOX");
     assert!(status.starts_with("OK"), "{status}");

@@ -5,6 +5,8 @@
 //! SMTP server with STARTTLS. Names resolve through a fixed table to 127.0.0.x, so nothing
 //! leaves the machine.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use chatmaild::filtermail::smtp::server::{Limits, serve};
 use chatmaild::filtermail::transport::resolve::{BoxFuture, DnsResolver, LookupError, Mx, Resolve};
 use chatmaild::filtermail::transport::{Transport, TransportSettings};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::{Filtermail, fixture};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -24,12 +27,7 @@ use tokio_rustls::TlsAcceptor;
 const SENDER: &str = "alice123@chat.example.org";
 const HELO: &str = "chat.example.org";
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/filtermail")
-        .join(name);
-    std::fs::read(path).unwrap()
-}
+const SKIP_DKIM: &[(&str, &str)] = &[("FILTERMAIL_SKIP_DKIM", "1")];
 
 fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -862,49 +860,6 @@ async fn smtp_only_hosts_skip_https_for_a_while() {
 
 // ---------------------------------------------------------------- the binary
 
-/// `filtermail <ini> <mode>` until dropped.
-struct Binary(std::process::Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start the binary and wait for its "entering serving loop" line.
-fn start_binary(ini: &std::path::Path, mode: &str) -> Binary {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_filtermail"))
-        .arg(ini)
-        .arg(mode)
-        .env("FILTERMAIL_SKIP_DKIM", "1")
-        .env_remove("CHATMAILD_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let binary = Binary(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("filtermail did not start");
-        if line.contains("entering serving loop") {
-            return binary;
-        }
-    }
-}
-
 async fn free_port() -> u16 {
     closed_port(loopback(1)).await
 }
@@ -921,7 +876,7 @@ async fn binary_transport_mode_answers_lmtp() {
         ),
     )
     .unwrap();
-    let _binary = start_binary(&ini, "transport");
+    let _binary = Filtermail::start(&ini, "transport", SKIP_DKIM);
     // No message: delivering would query the machine's DNS or reach its port 25/443.
     let mut c = Lmtp::connect(SocketAddr::new(loopback(1), port)).await;
     assert_eq!(c.cmd("LHLO postfix").await.last().unwrap(), "250 OK");
@@ -952,7 +907,7 @@ async fn binary_incoming_mode_serves_smtp_and_mxdeliv() {
         ),
     )
     .unwrap();
-    let _binary = start_binary(&ini, "incoming");
+    let _binary = Filtermail::start(&ini, "incoming", SKIP_DKIM);
 
     // Both listeners of the one process: the SMTP greeting (checked by connect) and HTTP.
     Lmtp::connect(SocketAddr::new(loopback(1), smtp_port)).await;
