@@ -4,6 +4,7 @@ pub mod commands;
 pub mod deploy;
 pub mod dns;
 pub mod output;
+pub mod probe;
 pub mod relay;
 pub mod transport;
 pub mod www;

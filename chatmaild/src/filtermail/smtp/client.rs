@@ -119,7 +119,7 @@ async fn read_reply<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> io::Result<Reply>
 
 /// Read a possibly multi-line reply; the texts of all lines are joined for the reply and
 /// also returned one per line (EHLO keywords).
-pub(crate) async fn read_reply_lines<R: AsyncBufReadExt + Unpin>(
+pub async fn read_reply_lines<R: AsyncBufReadExt + Unpin>(
     rd: &mut R,
 ) -> io::Result<(Reply, Vec<String>)> {
     let mut texts = Vec::new();
