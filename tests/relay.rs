@@ -5,7 +5,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Run, TestHost, enabled, known_hosts, run};
+use common::relay::{Relay, deploy_tool};
+use common::{TestHost, enabled, known_hosts, run};
 
 /// The units a self-signed relay must have running.
 const UNITS: &[&str] = &[
@@ -24,82 +25,6 @@ const UNITS: &[&str] = &[
     "fcgiwrap.socket",
     "nginx.service",
 ];
-
-/// The relay binaries, built for this machine (the test hosts have the same arch).
-fn bin_dir() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "chatmaild", "--bins"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building the relay binaries failed");
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"));
-    exe.parent().unwrap().to_path_buf()
-}
-
-struct Relay {
-    host: TestHost,
-    ini: PathBuf,
-    bins: PathBuf,
-}
-
-impl Relay {
-    fn new(name: &str, domain: &str) -> Relay {
-        let bins = bin_dir();
-        let host = TestHost::up(name);
-        let dir = std::env::temp_dir().join(format!("relay-test-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ini = dir.join("chatmail.ini");
-        let _ = std::fs::remove_file(&ini);
-        let init = run(
-            &deploy_tool(),
-            &["init", domain, "--config", ini.to_str().unwrap()],
-            &[],
-        );
-        assert_eq!(init.code, 0, "{}", init.stderr);
-        // test hosts share this machine's load average, which parallel builds push past the
-        // default refusal threshold for new accounts
-        let mut text = std::fs::read_to_string(&ini).unwrap();
-        text.push_str("max_load_1m = 1000\n");
-        std::fs::write(&ini, text).unwrap();
-        Relay { host, ini, bins }
-    }
-
-    fn deploy(&self, extra: &[&str]) -> Run {
-        let kh = known_hosts();
-        let mut args = vec![
-            "run",
-            "--ssh-host",
-            &self.host.addr,
-            "--known-hosts",
-            &kh,
-            "--config",
-            self.ini.to_str().unwrap(),
-            "--bin-dir",
-            self.bins.to_str().unwrap(),
-            // test hosts cannot download the third-party binaries
-            "--skip",
-            "turn,iroh-relay",
-        ];
-        args.extend_from_slice(extra);
-        run(&deploy_tool(), &args, &[])
-    }
-
-    fn append_ini(&self, text: &str) {
-        let old = std::fs::read_to_string(&self.ini).unwrap();
-        std::fs::write(&self.ini, old + text).unwrap();
-    }
-
-    fn main_pids(&self) -> String {
-        let units = UNITS.join(" ");
-        self.host
-            .sh(&format!("systemctl show -p Id,MainPID {units}"))
-    }
-}
-
-fn deploy_tool() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
-}
 
 /// IMAP login with curl over TLS (the certificate is self-signed).
 fn imap_login(addr: &str, user: &str, password: &str) -> bool {
@@ -214,7 +139,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert!(status.stdout.contains("mailboxes: 1"), "{}", status.stdout);
 
     // a second run changes and restarts nothing
-    let pids = relay.main_pids();
+    let pids = relay.main_pids(UNITS);
     let second = relay.deploy(&[]);
     assert!(
         second.last_line().starts_with("summary: 0 changed, "),
@@ -227,7 +152,11 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         "{}",
         second.stderr
     );
-    assert_eq!(relay.main_pids(), pids, "a no-op run restarted something");
+    assert_eq!(
+        relay.main_pids(UNITS),
+        pids,
+        "a no-op run restarted something"
+    );
 
     // a hand edit: the dry run shows exactly that edit and its restart
     h.sh("echo '# hand edit' >> /etc/postfix/main.cf");

@@ -4,6 +4,7 @@ mod dns;
 mod init;
 mod run;
 mod status;
+mod test;
 mod webdev;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ enum Command {
     Webdev(webdev::Args),
     /// Check the relay's DNS records and print the zone-file lines to add or fix
     Dns(dns::Args),
+    /// Check a live relay end to end: TLS, accounts, encrypted mail, refusals, web endpoints
+    Test(test::Args),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
             Command::Status(args) => status::run(args).await,
             Command::Webdev(args) => webdev::run(args).await,
             Command::Dns(args) => dns::run(args).await,
+            Command::Test(args) => test::run(args).await,
         }
     }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod relay;
+
 pub fn enabled(test: &str) -> bool {
     let on = std::env::var("CHATMAIL_TESTHOSTS").as_deref() == Ok("1");
     if !on {

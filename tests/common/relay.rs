@@ -1,0 +1,84 @@
+//! A self-signed relay deployed to a test host, for the tests that need a whole relay.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::{Run, TestHost, known_hosts, run};
+
+/// The chatmail-deploy binary under test.
+pub fn deploy_tool() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
+}
+
+/// The relay binaries, built for this machine (the test hosts have the same arch).
+pub fn bin_dir() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "chatmaild", "--bins"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building the relay binaries failed");
+    deploy_tool().parent().unwrap().to_path_buf()
+}
+
+/// A booted test host with a chatmail.ini for `domain` (not deployed yet).
+pub struct Relay {
+    pub host: TestHost,
+    pub ini: PathBuf,
+    pub bins: PathBuf,
+}
+
+impl Relay {
+    pub fn new(name: &str, domain: &str) -> Relay {
+        let bins = bin_dir();
+        let host = TestHost::up(name);
+        let dir = std::env::temp_dir().join(format!("relay-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ini = dir.join("chatmail.ini");
+        let _ = std::fs::remove_file(&ini);
+        let init = run(
+            &deploy_tool(),
+            &["init", domain, "--config", ini.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(init.code, 0, "{}", init.stderr);
+        // test hosts share this machine's load average, which parallel builds push past the
+        // default refusal threshold for new accounts
+        let mut text = std::fs::read_to_string(&ini).unwrap();
+        text.push_str("max_load_1m = 1000\n");
+        std::fs::write(&ini, text).unwrap();
+        Relay { host, ini, bins }
+    }
+
+    pub fn deploy(&self, extra: &[&str]) -> Run {
+        let kh = known_hosts();
+        let mut args = vec![
+            "run",
+            "--ssh-host",
+            &self.host.addr,
+            "--known-hosts",
+            &kh,
+            "--config",
+            self.ini.to_str().unwrap(),
+            "--bin-dir",
+            self.bins.to_str().unwrap(),
+            // test hosts cannot download the third-party binaries
+            "--skip",
+            "turn,iroh-relay",
+        ];
+        args.extend_from_slice(extra);
+        run(&deploy_tool(), &args, &[])
+    }
+
+    pub fn append_ini(&self, text: &str) {
+        let old = std::fs::read_to_string(&self.ini).unwrap();
+        std::fs::write(&self.ini, old + text).unwrap();
+    }
+
+    /// `systemctl show -p Id,MainPID` of these units: equal before and after means no
+    /// restart.
+    pub fn main_pids(&self, units: &[&str]) -> String {
+        self.host
+            .sh(&format!("systemctl show -p Id,MainPID {}", units.join(" ")))
+    }
+}
