@@ -32,6 +32,14 @@ impl Component for Nginx {
                     .owner("www-data", "www-data"),
             );
         }
+        // declared so nginx (www-data) can read them: parents a file creates are root-only
+        for dir in [
+            ".well-known",
+            ".well-known/autoconfig",
+            ".well-known/autoconfig/mail",
+        ] {
+            s.directory(Directory::new(format!("/var/www/html/{dir}")));
+        }
         s.file(relay.file(
             "/var/www/html/.well-known/autoconfig/mail/config-v1.1.xml",
             "nginx/autoconfig.xml.j2",
