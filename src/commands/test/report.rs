@@ -2,6 +2,7 @@
 //! it; lines are printed in registration order as soon as the slots before them are
 //! filled, so output is stable however the checks interleave.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -91,14 +92,31 @@ impl Report {
 
     /// Print each line as it is decided, then the summary; true when any check failed.
     pub async fn print(self) -> bool {
+        self.write(&mut std::io::stdout()).await
+    }
+
+    async fn write(self, out: &mut impl Write) -> bool {
         let started = Instant::now();
         let total = self.lines.len();
         let (mut failed, mut skipped) = (Vec::new(), 0);
+        let mut stopped_by = None;
         for (name, rx) in self.lines {
-            let outcome = rx
-                .await
-                .unwrap_or_else(|_| Outcome::Fail("not run: a step it depends on failed".into()));
-            println!("{}", line(name, &outcome));
+            // checks are registered after the steps they depend on, so the latest
+            // failure above an unfilled slot is the one that stopped it
+            let outcome = match rx.await {
+                Ok(outcome) => {
+                    if matches!(outcome, Outcome::Fail(_)) {
+                        stopped_by = Some(name);
+                    }
+                    outcome
+                }
+                Err(_) => Outcome::Fail(match stopped_by {
+                    Some(step) => format!("not run, needs {step:?}"),
+                    None => "not run".to_owned(),
+                }),
+            };
+            let _ = writeln!(out, "{}", line(name, &outcome));
+            let _ = out.flush();
             match outcome {
                 Outcome::Fail(_) => failed.push(name),
                 Outcome::Skip(_) => skipped += 1,
@@ -113,10 +131,11 @@ impl Report {
             } else {
                 String::new()
             };
-            println!("test: {passed} passed{skipped} in {secs:.1} s");
+            let _ = writeln!(out, "test: {passed} passed{skipped} in {secs:.1} s");
             false
         } else {
-            println!(
+            let _ = writeln!(
+                out,
                 "test: {} of {total} failed: {}",
                 failed.len(),
                 failed.join(", ")
@@ -143,6 +162,57 @@ fn line(name: &str, outcome: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::account::Rules;
+    use crate::probe::tls::Connector;
+    use std::time::Duration;
+
+    fn relay() -> Arc<Relay> {
+        Arc::new(Relay {
+            host: "_r.test".into(),
+            mail_domain: "_r.test".into(),
+            rules: Rules {
+                mail_domain: "_r.test".into(),
+                username_min_length: 9,
+                username_max_length: 9,
+                password_min_length: 9,
+            },
+            connector: Connector::new(true, Duration::from_secs(1)).unwrap(),
+            insecure: false,
+            timeout: Duration::from_secs(1),
+            ipv4: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn lines_keep_registration_order_and_name_what_stopped_a_check() {
+        let mut report = Report::new(relay());
+        let a = report.check("a");
+        let b = report.check("b");
+        let c = report.check("c");
+        let d = report.check("d");
+        // filled out of order, from other tasks
+        tokio::spawn(async move {
+            d.skip("not here");
+            drop(c);
+            b.fail("broken");
+            a.ok("");
+        });
+        let mut out = Vec::new();
+        assert!(report.write(&mut out).await);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "  ok   a\n  FAIL b: broken\n  FAIL c: not run, needs \"b\"\n  skip d: not here\n\
+             test: 2 of 4 failed: b, c\n"
+        );
+    }
+
+    #[test]
+    fn certificate_errors_on_self_signed_relays_suggest_insecure() {
+        let err = anyhow::anyhow!("invalid peer certificate: UnknownIssuer");
+        assert!(explain(&err, &relay()).ends_with("(self-signed relay: use --insecure)"));
+        let err = anyhow::anyhow!("connection refused");
+        assert_eq!(explain(&err, &relay()), "connection refused");
+    }
 
     #[test]
     fn lines_look_like_status() {
