@@ -48,12 +48,25 @@ async fn get(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
         .get(url)
         .send()
         .await
-        .with_context(|| format!("GET {url}"))?;
+        .map_err(|e| root_cause(&e).context(format!("GET {url}")))?;
     let status = response.status();
     if !status.is_success() {
         bail!("GET {url}: HTTP {status}");
     }
     Ok(response.text().await?)
+}
+
+/// reqwest's errors repeat the URL and wrap the cause in several layers; the innermost
+/// cause is what the operator needs on one line.
+fn root_cause(err: &reqwest::Error) -> anyhow::Error {
+    if err.is_timeout() {
+        return anyhow::anyhow!("timed out");
+    }
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    anyhow::anyhow!("{cause}")
 }
 
 async fn check_autoconfig(relay: &Relay) -> anyhow::Result<String> {
@@ -111,7 +124,7 @@ async fn check_new(relay: &Relay) -> anyhow::Result<String> {
         .post(&url)
         .send()
         .await
-        .with_context(|| format!("POST {url}"))?;
+        .map_err(|e| root_cause(&e).context(format!("POST {url}")))?;
     let status = response.status();
     if !status.is_success() {
         bail!("POST {url}: HTTP {status}");
