@@ -160,6 +160,19 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
 
     // a hand edit: the dry run shows exactly that edit and its restart
     h.sh("echo '# hand edit' >> /etc/postfix/main.cf");
+    // --website-only repairs an edited page and touches nothing else
+    h.sh("echo '<!-- edited -->' >> /var/www/html/index.html");
+    let web = relay.deploy(&["--website-only"]);
+    assert!(
+        web.last_line().starts_with("summary: 1 changed"),
+        "{}",
+        web.stdout
+    );
+    assert!(web.stdout.contains("/var/www/html/index.html"));
+    assert_eq!(
+        h.sh("grep -c '# hand edit' /etc/postfix/main.cf").trim(),
+        "1"
+    );
     let dry = relay.deploy(&["--dry-run"]);
     let planned: Vec<&str> = dry.stdout.lines().filter(|l| l.starts_with("~ ")).collect();
     assert_eq!(
@@ -301,22 +314,6 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     );
 }
 
-/// The DKIM public key record a relay needs published, read from the key made on the host.
-fn dkim_record(host: &TestHost, domain: &str) -> String {
-    let txt = host.sh("cat /etc/dkimkeys/opendkim.txt");
-    // opendkim-genkey writes a zone snippet: keep the quoted strings, join them
-    let value: String = txt.split('"').skip(1).step_by(2).collect();
-    let chunks: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    format!(
-        "opendkim._domainkey.{domain}. 60 IN TXT {}",
-        chunks.join(" ")
-    )
-}
-
 #[test]
 fn two_relays_exchange_encrypted_messages_signed_and_verified() {
     if !enabled("two_relays") {
@@ -339,8 +336,8 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
     });
     assert_eq!((ra.code, rb.code), (0, 0));
     test_dns(&[
-        &dkim_record(&a.host, "_relay-xa.test"),
-        &dkim_record(&b.host, "_relay-xb.test"),
+        &common::dkim_record(&a.host, "_relay-xa.test"),
+        &common::dkim_record(&b.host, "_relay-xb.test"),
     ]);
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

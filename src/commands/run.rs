@@ -36,6 +36,9 @@ pub struct Args {
     /// Leave out an optional component: turn, iroh-relay, mtail
     #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::OPTIONAL))]
     skip: Vec<String>,
+    /// Deploy only the web pages built from www/ (the relay must be deployed already)
+    #[arg(long, conflicts_with = "disable_mail")]
+    website_only: bool,
 }
 
 fn parse_binary(s: &str) -> Result<(String, PathBuf), String> {
@@ -67,8 +70,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         arch: std::env::consts::ARCH.into(),
         local_binaries: args.binaries.into_iter().collect(),
         skip: args.skip.into_iter().collect(),
+        website_only: args.website_only,
     };
+
     let relay = Relay::load(&args.config.config, options)?;
+    if relay.options.website_only && relay.website.is_none() {
+        bail!("--website-only: there are no web pages to deploy (see the warning above)");
+    }
     // the resources do not depend on the architecture, only the binaries' sources do
     let mut query = relay::desired_state(&relay)?.query();
     relay::preflight::extend_query(&relay.config, &mut query);

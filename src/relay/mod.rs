@@ -49,6 +49,8 @@ pub struct RelayOptions {
     pub local_binaries: BTreeMap<String, PathBuf>,
     /// Components left out entirely (turn, iroh-relay, mtail), e.g. on hosts without internet.
     pub skip: BTreeSet<String>,
+    /// Only the web pages (`run --website-only`).
+    pub website_only: bool,
 }
 
 /// Components that can be left out with `--skip`.
@@ -68,6 +70,9 @@ trait Component {
 }
 
 fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>> {
+    if options.website_only {
+        return vec![Box::new(nginx::Website)];
+    }
     let wanted = |name: &str| !options.skip.contains(name);
     let mut list: Vec<Box<dyn Component>> = vec![
         Box::new(base::Base),
@@ -90,6 +95,8 @@ fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>
     }
     list.push(Box::new(dovecot::Dovecot));
     list.push(Box::new(postfix::Postfix));
+    // the web root before what nginx puts into it
+    list.push(Box::new(nginx::Website));
     list.push(Box::new(nginx::Nginx));
     if wanted("mtail") && config.mtail_address.is_some() {
         list.push(Box::new(mtail::Mtail));
@@ -102,7 +109,9 @@ fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>
 pub fn desired_state(relay: &Relay) -> anyhow::Result<State> {
     let parts = components(&relay.config, &relay.options);
     let mut s = State::new();
-    base::accounts(relay, &mut s);
+    if !relay.options.website_only {
+        base::accounts(relay, &mut s);
+    }
     for c in &parts {
         c.install(relay, &mut s)?;
     }

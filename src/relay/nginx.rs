@@ -23,15 +23,6 @@ impl Component for Nginx {
                 .file("/etc/nginx/nginx.conf", "nginx/nginx.conf.j2")?
                 .restarts(NGINX),
         );
-        s.directory(Directory::new("/var/www"));
-        s.directory(Directory::new("/var/www/html"));
-        // the pages; other files there (autoconfig, mta-sts, the ACME webroot) stay
-        for (path, bytes) in relay.website.iter().flatten() {
-            s.file(
-                File::new(format!("/var/www/html/{path}"), bytes.clone())
-                    .owner("www-data", "www-data"),
-            );
-        }
         // declared so nginx (www-data) can read them: parents a file creates are root-only
         for dir in [
             ".well-known",
@@ -57,6 +48,24 @@ impl Component for Nginx {
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.service(Service::running("fcgiwrap.socket"));
         s.service(Service::running(NGINX));
+        Ok(())
+    }
+}
+
+/// The pages built from www/: all that `run --website-only` deploys.
+pub struct Website;
+
+impl Component for Website {
+    fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.directory(Directory::new("/var/www"));
+        s.directory(Directory::new("/var/www/html"));
+        // the pages; other files there (autoconfig, mta-sts, the ACME webroot) stay
+        for (path, bytes) in relay.website.iter().flatten() {
+            s.file(
+                File::new(format!("/var/www/html/{path}"), bytes.clone())
+                    .owner("www-data", "www-data"),
+            );
+        }
         Ok(())
     }
 }

@@ -20,6 +20,10 @@ const BINARIES: &[&str] = &[
 
 /// path -> content of every file in the relay's state for this chatmail.ini text.
 fn files(ini: &str) -> BTreeMap<String, String> {
+    files_with(ini, false)
+}
+
+fn files_with(ini: &str, website_only: bool) -> BTreeMap<String, String> {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -34,6 +38,7 @@ fn files(ini: &str) -> BTreeMap<String, String> {
         bin_dir: dir.clone(),
         version: "test\n".into(),
         arch: "x86_64".into(),
+        website_only,
         ..RelayOptions::default()
     };
     let relay = Relay::new(
@@ -208,4 +213,20 @@ fn units_point_at_the_binaries_and_the_ini() {
         f["/usr/local/lib/chatmaild/chatmail.ini"],
         "[params]\nmail_domain = _relay-a.test\n"
     );
+}
+
+#[test]
+fn website_only_is_the_pages_and_nothing_else() {
+    let ini = "[params]\nmail_domain = chat.example.org\n";
+    let all = files(ini);
+    let pages = files_with(ini, true);
+    assert!(pages.contains_key("/var/www/html/index.html"));
+    assert!(pages.keys().all(|p| p.starts_with("/var/www/html/")));
+    assert!(
+        !pages.contains_key("/var/www/html/.well-known/mta-sts.txt"),
+        "rendered config files belong to the full deploy"
+    );
+    for (path, content) in &pages {
+        assert_eq!(&all[path], content, "{path} differs from the full deploy's");
+    }
 }

@@ -302,3 +302,34 @@ pub fn noop_reruns(program: &Path, args: &[&str], n: usize) -> (Vec<f64>, usize)
     times.sort_by(f64::total_cmp);
     (times, commands)
 }
+
+/// The DKIM public key record a relay needs published, read from the key made on the host.
+pub fn dkim_record(host: &TestHost, domain: &str) -> String {
+    let txt = host.sh("cat /etc/dkimkeys/opendkim.txt");
+    // opendkim-genkey writes a zone snippet: keep the quoted strings, join them
+    let value: String = txt.split('"').skip(1).step_by(2).collect();
+    let chunks: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    format!(
+        "opendkim._domainkey.{domain}. 60 IN TXT {}",
+        chunks.join(" ")
+    )
+}
+
+/// `cmping` (PyPI), installed on first use into the venv of [`e2e_python`].
+pub fn cmping() -> PathBuf {
+    let python = e2e_python();
+    let cmping = python.with_file_name("cmping");
+    if !cmping.exists() {
+        let ok = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "cmping"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot install cmping from PyPI");
+    }
+    cmping
+}
