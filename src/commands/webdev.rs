@@ -113,6 +113,12 @@ fn answer(stream: TcpStream, out: &Path) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut request = String::new();
     reader.read_line(&mut request)?;
+    // read the headers too: closing with unread input makes the kernel send a reset, which
+    // a browser may report as a failed load
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let path = path
         .split('?')
