@@ -51,6 +51,9 @@ pub struct RoundTrips {
     pub latency: Summary,
 }
 
+/// The longest single IDLE before checking whether waiting should end.
+const IDLE_SPAN: Duration = Duration::from_secs(60);
+
 enum Event {
     Sending(String, Instant),
     Refused(String),
@@ -90,7 +93,13 @@ pub async fn measure(
     }
 
     let (events, inbox_events) = mpsc::unbounded_channel();
-    let receiver = tokio::spawn(receive(imap, inbox.exists, inbox.uid_next, inbox_events, pace.linger));
+    let expected = Expected {
+        pending: HashMap::new(),
+        outstanding: pace.count,
+        deadline: None,
+        linger: pace.linger,
+    };
+    let receiver = tokio::spawn(receive(imap, inbox.exists, inbox.uid_next, inbox_events, expected));
 
     let started = tokio::time::Instant::now();
     let mut refused = 0;
@@ -139,26 +148,21 @@ async fn receive(
     mut exists: u32,
     mut uid_next: u32,
     mut events: mpsc::UnboundedReceiver<Event>,
-    linger: Duration,
+    mut expected: Expected,
 ) -> anyhow::Result<Vec<Duration>> {
-    let mut expected = Expected {
-        pending: HashMap::new(),
-        deadline: None,
-        linger,
-    };
     let mut times = Vec::new();
-    loop {
+    // every message either arrives or is refused; only losses make this wait for the deadline
+    while expected.outstanding > 0 {
         expected.take(&mut events);
-        if let Some(d) = expected.deadline
-            && (expected.pending.is_empty() || Instant::now() >= d)
-        {
+        if expected.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        // short waits, so that new events and the deadline are seen while nothing arrives
+        // stay in IDLE as clients do: idle_until starts with a NOOP, which makes the server
+        // look for new mail at once, so leaving IDLE often would measure polling instead
         let wait = expected
             .deadline
-            .map_or(Duration::from_millis(500), |d| d.saturating_duration_since(Instant::now()))
-            .min(Duration::from_millis(500));
+            .map_or(IDLE_SPAN, |d| d.saturating_duration_since(Instant::now()))
+            .min(IDLE_SPAN);
         let count = imap.idle_until(exists + 1, wait).await?;
         let arrived = Instant::now();
         if count <= exists {
@@ -175,6 +179,7 @@ async fn receive(
             expected.take(&mut events);
             if let Some(sent) = message_id(&body).and_then(|id| expected.pending.remove(&id)) {
                 times.push(arrived.duration_since(sent));
+                expected.outstanding -= 1;
             }
         }
     }
@@ -184,7 +189,10 @@ async fn receive(
 
 /// The messages on their way and when waiting for them ends.
 struct Expected {
+    /// Message-ID -> when its sending started.
     pending: HashMap<String, Instant>,
+    /// Messages neither arrived nor refused yet.
+    outstanding: usize,
     deadline: Option<Instant>,
     linger: Duration,
 }
@@ -198,6 +206,7 @@ impl Expected {
                 }
                 Event::Refused(id) => {
                     self.pending.remove(&id);
+                    self.outstanding -= 1;
                 }
                 Event::Done => self.deadline = Some(Instant::now() + self.linger),
             }
