@@ -1,5 +1,6 @@
 //! chatmail-deploy: the CLI's building blocks, usable from examples and tests.
 
+pub mod bench;
 pub mod commands;
 pub mod deploy;
 pub mod dns;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::relay::{Relay, deploy_tool};
-use common::{TestHost, enabled, known_hosts, run};
+use common::{enabled, known_hosts, run};
 
 /// The units a self-signed relay must have running.
 const UNITS: &[&str] = &[

@@ -41,7 +41,8 @@ pub async fn measure(
     let mut next = 0;
     while times.len() < count {
         while next < count && running.len() < concurrency {
-            let (connector, host, account) = (connector.clone(), host.clone(), Account::fresh(rules));
+            let (connector, host, account) =
+                (connector.clone(), host.clone(), Account::fresh(rules));
             running.spawn(async move { create(&connector, &host, &account).await });
             next += 1;
         }

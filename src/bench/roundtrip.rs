@@ -79,7 +79,11 @@ pub async fn measure(
         .with_context(|| format!("IMAP to {to_host}"))?;
     let login = imap.login(&recipient.address, &recipient.password).await?;
     if !login.is_ok() {
-        bail!("login of {} refused: {}", recipient.address, login.summary());
+        bail!(
+            "login of {} refused: {}",
+            recipient.address,
+            login.summary()
+        );
     }
     let inbox = imap.select("INBOX").await?;
 
@@ -99,7 +103,13 @@ pub async fn measure(
         deadline: None,
         linger: pace.linger,
     };
-    let receiver = tokio::spawn(receive(imap, inbox.exists, inbox.uid_next, inbox_events, expected));
+    let receiver = tokio::spawn(receive(
+        imap,
+        inbox.exists,
+        inbox.uid_next,
+        inbox_events,
+        expected,
+    ));
 
     let started = tokio::time::Instant::now();
     let mut refused = 0;
@@ -231,8 +241,12 @@ mod tests {
 
     #[test]
     fn message_id_from_the_header_only() {
-        let m = b"From: <a@b>\r\nmessage-id:  <x1@b> \r\nSubject: s\r\n\r\nMessage-ID: <body@b>\r\n";
+        let m =
+            b"From: <a@b>\r\nmessage-id:  <x1@b> \r\nSubject: s\r\n\r\nMessage-ID: <body@b>\r\n";
         assert_eq!(message_id(m).as_deref(), Some("<x1@b>"));
-        assert_eq!(message_id(b"From: <a@b>\r\n\r\nMessage-ID: <y@b>\r\n"), None);
+        assert_eq!(
+            message_id(b"From: <a@b>\r\n\r\nMessage-ID: <y@b>\r\n"),
+            None
+        );
     }
 }

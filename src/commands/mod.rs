@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod dns;
 mod init;
 mod run;
@@ -50,6 +51,8 @@ enum Command {
     Dns(dns::Args),
     /// Check a live relay end to end: TLS, accounts, encrypted mail, refusals, web endpoints
     Test(test::Args),
+    /// Measure a live relay: message round trips over IMAP IDLE and account creation rate
+    Bench(bench::Args),
 }
 
 impl Cli {
@@ -60,6 +63,7 @@ impl Cli {
             Command::Status(args) => status::run(args).await,
             Command::Webdev(args) => webdev::run(args).await,
             Command::Dns(args) => dns::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Test(args) => test::run(args).await,
         }
     }
