@@ -136,7 +136,7 @@ fn main() {
         acc["count"],
         num(&acc["seconds"]),
         num(&acc["per_second"]),
-        num(&acc["login_p50_ms"]),
+        num(&acc["login"]["p50_ms"]),
     );
     println!(
         "dovecot: {}",

@@ -21,7 +21,6 @@ pub struct AccountRate {
     pub per_second: f64,
     /// Connect, TLS, LOGIN (which creates the account) and LOGOUT of one account.
     pub login: Summary,
-    pub login_p50_ms: f64,
 }
 
 /// Creates `count` accounts on the relay of `rules`, `concurrency` logins at a time.
@@ -55,15 +54,13 @@ pub async fn measure(
         progress();
     }
     let seconds = started.elapsed().as_secs_f64();
-    let login = Summary::of(&times);
     Ok(AccountRate {
         relay: rules.mail_domain.clone(),
         count,
         concurrency,
         seconds,
         per_second: count as f64 / seconds,
-        login,
-        login_p50_ms: login.p50_ms,
+        login: Summary::of(&times),
     })
 }
 
