@@ -25,8 +25,7 @@ fn main() {
         .status()
         .expect("cargo build");
     assert!(status.success());
-    let webhost =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/webhost");
+    let webhost = common::target_dir().join("release/examples/webhost");
     let host = TestHost::up("bench-engine");
     let kh = known_hosts();
 

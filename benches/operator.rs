@@ -32,7 +32,7 @@ fn main() {
         .unwrap()
         .success();
     assert!(ok);
-    let bins = root.join("target/release");
+    let bins = common::target_dir().join("release");
     let tool = bins.join("chatmail-deploy");
     let dir = root.join("target/bench-operator");
     std::fs::create_dir_all(&dir).unwrap();

@@ -33,7 +33,7 @@ fn main() {
         .unwrap()
         .success();
     assert!(ok);
-    let bins = root.join("target/release");
+    let bins = common::target_dir().join("release");
     let tool = bins.join("chatmail-deploy");
     let host = TestHost::up("bench-relay");
     common::dns_set(&[

@@ -210,6 +210,13 @@ pub fn http_get(addr: &str, port: u16, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Where cargo puts build output (CARGO_TARGET_DIR if set).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
 /// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
 /// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
 pub fn e2e_python() -> PathBuf {
