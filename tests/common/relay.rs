@@ -30,8 +30,13 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(name: &str, domain: &str) -> Relay {
+        Relay::on_host(TestHost::up(name), domain)
+    }
+
+    /// For a host that is already up (an IPv4 relay's domain is its address).
+    pub fn on_host(host: TestHost, domain: &str) -> Relay {
         let bins = bin_dir();
-        let host = TestHost::up(name);
+        let name = host.name.clone();
         let dir = std::env::temp_dir().join(format!("relay-test-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ini = dir.join("chatmail.ini");
