@@ -15,18 +15,23 @@ const DOMAIN: &str = "_relay-op.test";
 /// `chatmail-deploy test --config INI ARGS`, resolving through the test DNS; returns the
 /// exit code and stdout.
 fn test_command(relay: &Relay, args: &[&str]) -> (i32, String) {
+    command(relay, "test", args)
+}
+
+/// `chatmail-deploy SUBCOMMAND --config INI ARGS` through the test DNS.
+fn command(relay: &Relay, subcommand: &str, args: &[&str]) -> (i32, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let started = std::time::Instant::now();
     let out = Command::new("bash")
         .arg(root.join("tests/e2e/with-test-dns"))
         .arg(deploy_tool())
-        .args(["test", "--config", relay.ini.to_str().unwrap()])
+        .args([subcommand, "--config", relay.ini.to_str().unwrap()])
         .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!(
-        "test {args:?} took {:.1} s:\n{stdout}{}",
+        "{subcommand} {args:?} took {:.1} s:\n{stdout}{}",
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -99,6 +104,40 @@ fn test_command_passes_and_names_the_cleartext_check_when_filtermail_is_bypassed
     assert!(
         stdout.contains("  ok   cleartext message refused: 523 "),
         "{stdout}"
+    );
+
+    // bench: every message arrives, with numbers for each; accounts are created
+    let (code, stdout) = command(
+        &relay,
+        "bench",
+        &["--insecure", "--json", "--count", "3", "--accounts", "4"],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let same = &report["latency"][0];
+    assert_eq!(
+        (
+            &same["case"],
+            &same["sent"],
+            &same["received"],
+            &same["lost"]
+        ),
+        (&"same relay".into(), &3.into(), &3.into(), &0.into()),
+        "{report}"
+    );
+    let (min, max) = (
+        same["min_ms"].as_f64().unwrap(),
+        same["max_ms"].as_f64().unwrap(),
+    );
+    assert!(0.0 < min && min <= max, "{report}");
+    assert_eq!(report["accounts"]["count"], 4);
+    assert!(report["accounts"]["per_second"].as_f64().unwrap() > 0.0);
+    let created = relay
+        .host
+        .sh(&format!("ls /home/vmail/mail/{DOMAIN} | wc -l"));
+    assert!(
+        created.trim().parse::<usize>().unwrap() >= 2 + 2 + 4,
+        "the test's two accounts, bench's sender and recipient and its four: {created}"
     );
 
     // without --insecure the self-signed certificate fails, with a hint
