@@ -68,7 +68,11 @@ fn ipv4_relay_deploys_converges_and_passes_the_test_command() {
         "{stdout}"
     );
     let account = h.sh("ls /home/vmail/mail/ | head -1");
-    assert_eq!(account.trim(), format!("[{ip}]"), "mailboxes under [ip]");
+    assert_eq!(
+        account.trim(),
+        ip,
+        "mailboxes under the bare address, as upstream"
+    );
 
     let second = relay.deploy(&[]);
     assert!(
