@@ -106,8 +106,8 @@ fn main() {
         let lost = row["lost"].as_u64().unwrap();
         println!(
             "{:<34} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {lost:>5}",
-            format!("chatmail-deploy bench, {}", row["case"].as_str().unwrap()),
-            row["received"],
+            format!("chatmail-deploy, {}", row["case"].as_str().unwrap()),
+            row["received"].as_u64().unwrap(),
             num(&row["min_ms"]),
             num(&row["p50_ms"]),
             num(&row["avg_ms"]),
