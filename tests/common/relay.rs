@@ -55,7 +55,14 @@ impl Relay {
         Relay { host, ini, bins }
     }
 
+    /// Deploys without the components that download from GitHub (test hosts cannot).
     pub fn deploy(&self, extra: &[&str]) -> Run {
+        self.deploy_skipping("turn,iroh-relay", extra)
+    }
+
+    /// Deploys leaving out `skip` (comma-separated components, "" for none); `extra` passes
+    /// e.g. `--binary NAME=PATH` for the components kept.
+    pub fn deploy_skipping(&self, skip: &str, extra: &[&str]) -> Run {
         let kh = known_hosts();
         let mut args = vec![
             "run",
@@ -67,10 +74,10 @@ impl Relay {
             self.ini.to_str().unwrap(),
             "--bin-dir",
             self.bins.to_str().unwrap(),
-            // test hosts cannot download the third-party binaries
-            "--skip",
-            "turn,iroh-relay",
         ];
+        if !skip.is_empty() {
+            args.extend(["--skip", skip]);
+        }
         args.extend_from_slice(extra);
         run(&deploy_tool(), &args, &[])
     }
