@@ -315,4 +315,21 @@ fn iroh_relay_mtail_and_turn_run_and_answer() {
         again.stdout
     );
     assert_eq!(relay.main_pids(&watched), pids);
+
+    // an ini without mtail_address turns the metrics endpoint off
+    let ini = std::fs::read_to_string(&relay.ini).unwrap();
+    let without: String = ini
+        .lines()
+        .filter(|l| !l.starts_with("mtail_address"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&relay.ini, without).unwrap();
+    let off = relay.deploy_skipping(skip, &args);
+    assert_eq!(off.code, 0, "{}", off.stderr);
+    assert_eq!(
+        relay
+            .host
+            .sh("systemctl is-active mtail.service; systemctl is-enabled mtail.service; true"),
+        "inactive\ndisabled\n"
+    );
 }

@@ -98,8 +98,12 @@ fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>
     // the web root before what nginx puts into it
     list.push(Box::new(nginx::Website));
     list.push(Box::new(nginx::Nginx));
-    if wanted("mtail") && config.mtail_address.is_some() {
-        list.push(Box::new(mtail::Mtail));
+    if wanted("mtail") {
+        if config.mtail_address.is_some() {
+            list.push(Box::new(mtail::Mtail));
+        } else {
+            list.push(Box::new(mtail::MtailOff));
+        }
     }
     list.push(Box::new(version::Version));
     list

@@ -1,4 +1,5 @@
-//! mtail: relay metrics from the journal, only where chatmail.ini sets mtail_address.
+//! mtail: relay metrics from the journal, only where chatmail.ini sets mtail_address; a relay
+//! whose ini no longer sets it stops exporting them.
 
 use operations::{Directory, Package, Service, State};
 
@@ -42,6 +43,17 @@ impl Component for Mtail {
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.service(Service::running(UNIT));
+        Ok(())
+    }
+}
+
+/// mtail_address unset: a metrics endpoint deployed earlier stops and stays off (the binary
+/// and programs stay, so setting the address again is a quick change).
+pub struct MtailOff;
+
+impl Component for MtailOff {
+    fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.service(Service::stopped(UNIT));
         Ok(())
     }
 }

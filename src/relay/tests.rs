@@ -24,6 +24,21 @@ fn files(ini: &str) -> BTreeMap<String, String> {
 }
 
 fn files_with(ini: &str, website_only: bool) -> BTreeMap<String, String> {
+    state_with(ini, website_only)
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::File(f) => Some((
+                f.path.clone(),
+                String::from_utf8_lossy(&f.content).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The relay's desired state for this chatmail.ini text (validated).
+fn state_with(ini: &str, website_only: bool) -> operations::State {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -51,16 +66,6 @@ fn files_with(ini: &str, website_only: bool) -> BTreeMap<String, String> {
     state.validate().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     state
-        .resources
-        .iter()
-        .filter_map(|r| match r {
-            Resource::File(f) => Some((
-                f.path.clone(),
-                String::from_utf8_lossy(&f.content).into_owned(),
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 fn every_template_is_used(f: &BTreeMap<String, String>) {
@@ -229,4 +234,25 @@ fn website_only_is_the_pages_and_nothing_else() {
     for (path, content) in &pages {
         assert_eq!(&all[path], content, "{path} differs from the full deploy's");
     }
+}
+
+#[test]
+fn mtail_is_stopped_when_the_ini_no_longer_sets_its_address() {
+    let mtail = |ini: &str| {
+        state_with(ini, false)
+            .resources
+            .into_iter()
+            .find_map(|r| match r {
+                Resource::Service(s) if s.unit == "mtail.service" => Some((s.enabled, s.running)),
+                _ => None,
+            })
+    };
+    assert_eq!(
+        mtail("[params]\nmail_domain = chat.example.org\n"),
+        Some((Some(false), Some(false)))
+    );
+    assert_eq!(
+        mtail("[params]\nmail_domain = chat.example.org\nmtail_address = 127.0.0.1\n"),
+        Some((Some(true), Some(true)))
+    );
 }
