@@ -174,7 +174,7 @@ async fn receive(
             .map_or(IDLE_SPAN, |d| d.saturating_duration_since(Instant::now()))
             .min(IDLE_SPAN);
         let count = imap.idle_until(exists + 1, wait).await?;
-        let arrived = Instant::now();
+        let arrived = imap.exists_grew_at.unwrap_or_else(Instant::now);
         if count <= exists {
             continue;
         }

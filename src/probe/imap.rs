@@ -65,6 +65,9 @@ pub struct Imap<S> {
     next_tag: u32,
     /// The last `* N EXISTS` seen in any response.
     pub exists: u32,
+    /// When `exists` last grew: the moment new mail was reported, before any round trip
+    /// that follows (leaving IDLE, fetching), so latency measurements do not include those.
+    pub exists_grew_at: Option<std::time::Instant>,
     /// Capabilities from the greeting, replaced by `capability()`.
     pub capabilities: Vec<String>,
 }
@@ -99,6 +102,7 @@ impl Imap<TlsStream> {
             buf: Vec::new(),
             next_tag: plain.next_tag,
             exists: 0,
+            exists_grew_at: None,
             capabilities: Vec::new(),
         };
         imap.capability().await?;
@@ -114,6 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Imap<S> {
             buf: Vec::new(),
             next_tag: 1,
             exists: 0,
+            exists_grew_at: None,
             capabilities: Vec::new(),
         };
         let greeting = imap.read_response().await.context("reading the greeting")?;
@@ -334,6 +339,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Imap<S> {
                     line.pop();
                 }
                 if let Some(n) = parse_exists(&line) {
+                    if n > self.exists {
+                        self.exists_grew_at = Some(std::time::Instant::now());
+                    }
                     self.exists = n;
                 }
                 return Ok(line);
@@ -672,8 +680,11 @@ mod tests {
                 uid_next: 5
             }
         );
+        assert!(imap.exists_grew_at.is_none());
+        let before = std::time::Instant::now();
         let n = imap.idle_until(1, Duration::from_secs(5)).await.unwrap();
         assert_eq!(n, 1);
+        assert!(imap.exists_grew_at.is_some_and(|t| t >= before));
         let bodies = imap.uid_fetch_bodies("5:*").await.unwrap();
         assert_eq!(bodies, [(5, b"hi\r\n".to_vec())]);
     }
