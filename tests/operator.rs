@@ -99,6 +99,30 @@ fn test_command_passes_and_names_the_cleartext_check_when_filtermail_is_bypassed
     let deploy = relay.deploy(&[]);
     assert_eq!(deploy.code, 0, "{}", deploy.stderr);
 
+    // a name the DNS does not know: one error line, no check tried
+    let unknown = relay.ini.with_file_name("unknown.ini");
+    std::fs::write(&unknown, "[params]\nmail_domain = _unknown-op.test\n").unwrap();
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))
+        .arg(deploy_tool())
+        .args(["test", "--insecure", "--config", unknown.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr
+            .trim()
+            .starts_with("error: cannot resolve _unknown-op.test: ")
+            && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+
     let (code, stdout) = test_command(&relay, &["--insecure"]);
     assert_all_ok(code, &stdout);
     assert!(

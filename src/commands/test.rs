@@ -52,6 +52,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         timeout,
         ipv4: config.ipv4_relay.is_some(),
     });
+    // every check needs the address: one clear error instead of the same failure in each
+    resolves(&relay.host, timeout).await?;
     println!("testing {}:", relay.host);
     let mut report = Report::new(relay.clone());
     checks::start(&relay, &mut report);
@@ -62,4 +64,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The relay's name must resolve before anything is tried.
+async fn resolves(host: &str, timeout: Duration) -> anyhow::Result<()> {
+    let found = tokio::time::timeout(timeout, tokio::net::lookup_host((host, 443)))
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot resolve {host}: no answer within {timeout:?}"))?
+        .map_err(|e| anyhow::anyhow!("cannot resolve {host}: {e}"))?
+        .count();
+    if found == 0 {
+        anyhow::bail!("{host} has no address");
+    }
+    Ok(())
 }
