@@ -20,19 +20,9 @@ fn main() {
     if !common::enabled("operator bench") {
         return;
     }
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(50);
+    let count = common::count_arg(50);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--workspace", "--bins"])
-        .current_dir(root)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let bins = common::target_dir().join("release");
+    let bins = common::release_bins();
     let tool = bins.join("chatmail-deploy");
     let dir = root.join("target/bench-operator");
     std::fs::create_dir_all(&dir).unwrap();
@@ -47,12 +37,7 @@ fn main() {
                 &format!("{domain}. 60 IN MX 10 {domain}."),
             ]);
             let ini = dir.join(format!("{name}.ini"));
-            let _ = std::fs::remove_file(&ini);
-            let init = run(&tool, &["init", domain, "--config", path(&ini)], &[]);
-            assert_eq!(init.code, 0, "{}", init.stderr);
-            let mut text = std::fs::read_to_string(&ini).unwrap();
-            text.push_str("max_load_1m = 1000\n");
-            std::fs::write(&ini, text).unwrap();
+            common::test_ini(&tool, &ini, domain);
             ini
         })
         .collect();

@@ -21,19 +21,9 @@ fn main() {
     if !common::enabled("relay bench") {
         return;
     }
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(50);
+    let count = common::count_arg(50);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--workspace", "--bins"])
-        .current_dir(root)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let bins = common::target_dir().join("release");
+    let bins = common::release_bins();
     let tool = bins.join("chatmail-deploy");
     let host = TestHost::up("bench-relay");
     common::dns_set(&[
@@ -43,19 +33,7 @@ fn main() {
     let dir = root.join("target/bench-relay");
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");
-    let _ = std::fs::remove_file(&ini);
-    assert_eq!(
-        run(
-            &tool,
-            &["init", DOMAIN, "--config", ini.to_str().unwrap()],
-            &[]
-        )
-        .code,
-        0
-    );
-    let mut text = std::fs::read_to_string(&ini).unwrap();
-    text.push_str("max_load_1m = 1000\n");
-    std::fs::write(&ini, text).unwrap();
+    common::test_ini(&tool, &ini, DOMAIN);
     let kh = known_hosts();
     let args = [
         "run",

@@ -87,19 +87,10 @@ fn acme_certificate_from_a_local_ca_is_served_everywhere() {
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");
     let tool = PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"));
-    assert_eq!(
-        run(
-            &tool,
-            &["init", DOMAIN, "--config", ini.to_str().unwrap()],
-            &[]
-        )
-        .code,
-        0
-    );
+    common::test_ini(&tool, &ini, DOMAIN);
     std::fs::write(
         &ini,
-        std::fs::read_to_string(&ini).unwrap()
-            + "max_load_1m = 1000\nacme_email = admin@relay-acme.test\n",
+        std::fs::read_to_string(&ini).unwrap() + "acme_email = admin@relay-acme.test\n",
     )
     .unwrap();
     let kh = known_hosts();

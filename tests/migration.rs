@@ -79,20 +79,7 @@ fn migration_to_a_new_host_keeps_mail_accounts_and_keys() {
     let dir = std::env::temp_dir().join(format!("mig-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");
-    assert_eq!(
-        run(
-            &tool,
-            &["init", DOMAIN, "--config", ini.to_str().unwrap()],
-            &[]
-        )
-        .code,
-        0
-    );
-    std::fs::write(
-        &ini,
-        std::fs::read_to_string(&ini).unwrap() + "max_load_1m = 1000\n",
-    )
-    .unwrap();
+    common::test_ini(&tool, &ini, DOMAIN);
     let kh = known_hosts();
     let deploy = |host: &TestHost, extra: &[&str]| {
         let mut args = vec![

@@ -210,6 +210,43 @@ pub fn http_get(addr: &str, port: u16, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Writes a chatmail.ini for `domain` with `init`, fit for test hosts.
+pub fn test_ini(tool: &Path, ini: &Path, domain: &str) {
+    let _ = std::fs::remove_file(ini);
+    let init = run(
+        tool,
+        &["init", domain, "--config", ini.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    // test hosts share this machine's load average, which parallel builds push past the
+    // default refusal threshold for new accounts
+    let mut text = std::fs::read_to_string(ini).unwrap();
+    text.push_str("max_load_1m = 1000\n");
+    std::fs::write(ini, text).unwrap();
+}
+
+/// Builds the tool and the relay binaries in release mode (what operators deploy, for
+/// benchmarks); returns the folder holding them.
+pub fn release_bins() -> PathBuf {
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--workspace", "--bins"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "release build failed");
+    target_dir().join("release")
+}
+
+/// A bench's first numeric argument (`cargo bench --bench X -- COUNT`), else `default`.
+pub fn count_arg(default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Where cargo puts build output (CARGO_TARGET_DIR if set).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

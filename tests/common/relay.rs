@@ -40,18 +40,7 @@ impl Relay {
         let dir = std::env::temp_dir().join(format!("relay-test-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ini = dir.join("chatmail.ini");
-        let _ = std::fs::remove_file(&ini);
-        let init = run(
-            &deploy_tool(),
-            &["init", domain, "--config", ini.to_str().unwrap()],
-            &[],
-        );
-        assert_eq!(init.code, 0, "{}", init.stderr);
-        // test hosts share this machine's load average, which parallel builds push past the
-        // default refusal threshold for new accounts
-        let mut text = std::fs::read_to_string(&ini).unwrap();
-        text.push_str("max_load_1m = 1000\n");
-        std::fs::write(&ini, text).unwrap();
+        super::test_ini(&deploy_tool(), &ini, domain);
         Relay { host, ini, bins }
     }
 
