@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use operations::{ApplyOptions, State};
 
@@ -137,12 +137,31 @@ pub async fn deploy_with(
                     .cloned(),
             );
             covered += outcome.covered;
-            if outcome.finished || round == MAX_ROUNDS {
+            if outcome.finished {
                 break;
             }
             printer.status("gathering facts after package changes");
             let facts = state.query().gather(&remote).await?;
             plan = operations::plan(state, &facts)?;
+            if round == MAX_ROUNDS && !plan.is_empty() {
+                bail!(
+                    "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
+                    names(&plan)
+                );
+            }
+        }
+        // Only the host can say whether the changes took: a package that installs under
+        // another name, a command whose guard stays false. Exit 0 means it matches now.
+        if !applied.is_empty() {
+            printer.status("checking the host against the desired state");
+            let facts = state.query().gather(&remote).await?;
+            let left = operations::plan(state, &facts)?;
+            if !left.changes.is_empty() {
+                bail!(
+                    "the host does not match the desired state after applying, still different: {}",
+                    names(&left)
+                );
+            }
         }
         printer.summary(&Summary {
             host: target.describe(),
@@ -161,6 +180,15 @@ pub async fn deploy_with(
         if commands == 1 { "" } else { "s" }
     ));
     Ok(code)
+}
+
+/// The changes of a plan, one phrase each, for an error line.
+fn names(plan: &operations::Plan) -> String {
+    plan.changes
+        .iter()
+        .map(|c| c.description.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Runs `main_inner` on a tokio runtime and turns an error into one line and exit status 1.

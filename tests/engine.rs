@@ -70,6 +70,36 @@ fn example_converges_and_a_second_run_changes_nothing() {
             .status
             .success()
     );
+
+    // `ssh-client` is a virtual package here: apt takes openssh-client for it and dpkg never
+    // lists ssh-client, so it is never seen installed. The run must say so, not succeed.
+    let never = deploy(&host, &["--package", "ssh-client"]);
+    assert_eq!(never.code, 1, "{}", never.stderr);
+    assert!(
+        never
+            .one_error_line()
+            .contains("the host does not match the desired state after applying, still different: packages: install ssh-client"),
+        "{}",
+        never.stderr
+    );
+    assert!(
+        !never.stdout.contains("summary:"),
+        "no summary claims success: {}",
+        never.stdout
+    );
+    // with a change planned behind it, every round stops after the install again: the
+    // round limit ends the run with both named, never with a summary
+    let stuck = deploy(&host, &["--package", "ssh-client", "--message", "changed"]);
+    assert_eq!(stuck.code, 1, "{}", stuck.stderr);
+    let line = stuck.one_error_line();
+    assert!(
+        line.contains(
+            "the host did not converge in 4 rounds, still to change: packages: install ssh-client; "
+        ) && line.contains("/srv/webhost/index.html"),
+        "{}",
+        stuck.stderr
+    );
+    assert!(!stuck.stdout.contains("summary:"), "{}", stuck.stdout);
 }
 
 #[test]

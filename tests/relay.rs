@@ -67,6 +67,31 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert_eq!(relay.host.fingerprint(), before);
     std::fs::write(&relay.ini, good).unwrap();
 
+    // pre-flight: a Debian release the relay is not made for is refused before any change
+    let h = &relay.host;
+    h.sh("mv /etc/os-release /root/os-release.link");
+    for version in ["11", "14"] {
+        h.sh(&format!(
+            "printf 'ID=debian\\nVERSION_ID=\"{version}\"\\nPRETTY_NAME=\"Debian GNU/Linux {version}\"\\n' > /etc/os-release"
+        ));
+        let before = h.fingerprint();
+        let refused = relay.deploy(&[]);
+        assert_eq!(refused.code, 1, "{}", refused.stderr);
+        assert!(
+            refused.one_error_line().contains(&format!(
+                "the host runs Debian GNU/Linux {version} (VERSION_ID=\"{version}\"): relays are deployed on Debian 12 only"
+            )),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(
+            h.fingerprint(),
+            before,
+            "Debian {version}: the host changed"
+        );
+    }
+    h.sh("rm /etc/os-release && mv /root/os-release.link /etc/os-release");
+
     let first = relay.deploy(&[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.last_line().starts_with("summary: "));

@@ -39,6 +39,9 @@ struct Args {
     /// Fetch the logo on the host from this URL instead of uploading it (needs curl there)
     #[arg(long, value_name = "URL", conflicts_with = "logo_file")]
     logo_url: Option<String>,
+    /// Also install this Debian package (repeatable)
+    #[arg(long = "package", value_name = "NAME")]
+    packages: Vec<String>,
     /// Also manage this many small files under /srv/webhost/extra (for benchmarks)
     #[arg(long, default_value_t = 0)]
     extra_files: usize,
@@ -70,6 +73,9 @@ fn state(args: &Args) -> anyhow::Result<State> {
     s.package("nginx");
     if args.logo_url.is_some() {
         s.package("curl");
+    }
+    for name in &args.packages {
+        s.package(name);
     }
     s.add(Group {
         name: USER.into(),

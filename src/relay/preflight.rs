@@ -69,6 +69,7 @@ fn is_loopback(addr: &str) -> bool {
 
 /// Refuses a deploy that would break the host or publish someone else's contacts.
 pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
+    check_release(&facts.os)?;
     check_privacy(config)?;
     if let Some(false) = facts.checks.get(MTAIL_CHECK) {
         bail!(
@@ -86,6 +87,27 @@ pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Debian releases whose packages and config formats the relay model is written for
+/// (another release has other package names and a Dovecot that refuses this config).
+pub const SUPPORTED_DEBIAN: &[&str] = &["12"];
+
+fn check_release(os: &facts::OsRelease) -> anyhow::Result<()> {
+    // other distributions are refused by the engine itself, with its own message
+    if os.is_debian() && !SUPPORTED_DEBIAN.contains(&os.version_id.as_str()) {
+        let name = if os.pretty_name.is_empty() {
+            "Debian"
+        } else {
+            os.pretty_name.as_str()
+        };
+        bail!(
+            "the host runs {name} (VERSION_ID={:?}): relays are deployed on Debian {} only",
+            os.version_id,
+            SUPPORTED_DEBIAN.join(", ")
+        );
     }
     Ok(())
 }
@@ -167,5 +189,24 @@ mod tests {
             check(&c, &facts).is_ok(),
             "ports are not checked in containers"
         );
+    }
+
+    #[test]
+    fn only_supported_debian_releases() {
+        let os = |v: &str| facts::OsRelease {
+            id: "debian".into(),
+            version_id: v.into(),
+            pretty_name: format!("Debian GNU/Linux {v}"),
+            ..Default::default()
+        };
+        assert!(check_release(&os("12")).is_ok());
+        for v in ["11", "13", "14", ""] {
+            let err = check_release(&os(v)).unwrap_err().to_string();
+            assert!(
+                err.contains("relays are deployed on Debian 12 only"),
+                "{err}"
+            );
+            assert!(err.contains(&format!("VERSION_ID=\"{v}\"")), "{err}");
+        }
     }
 }
