@@ -18,8 +18,9 @@ use crate::transport::{Host, SshOptions, Target};
 #[derive(Debug, Clone, Args)]
 pub struct HostArgs {
     /// Where to deploy: HOST, USER@HOST:PORT, a Host alias from ~/.ssh/config, or @local
+    /// (relay commands: default the mail domain, as cmdeploy does)
     #[arg(long, value_name = "HOST")]
-    pub ssh_host: String,
+    pub ssh_host: Option<String>,
     /// known_hosts file to check the host key against
     #[arg(long, env = "CHATMAIL_KNOWN_HOSTS", value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
@@ -46,12 +47,24 @@ pub struct PlanArgs {
 }
 
 impl HostArgs {
+    /// These arguments, with `host` where --ssh-host was not given.
+    pub fn or_host(&self, host: &str) -> HostArgs {
+        HostArgs {
+            ssh_host: Some(self.ssh_host.clone().unwrap_or_else(|| host.to_owned())),
+            ..self.clone()
+        }
+    }
+
     pub fn target(&self) -> anyhow::Result<Target> {
+        let host = self
+            .ssh_host
+            .as_deref()
+            .context("no host to connect to: pass --ssh-host")?;
         let config = self
             .ssh_config
             .clone()
             .or_else(|| home().map(|h| h.join(".ssh/config")));
-        Target::parse(&self.ssh_host, config.as_deref())
+        Target::parse(host, config.as_deref())
     }
 
     pub fn ssh_options(&self) -> anyhow::Result<SshOptions> {
@@ -230,4 +243,32 @@ pub fn one_line(e: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(host: Option<&str>) -> HostArgs {
+        HostArgs {
+            ssh_host: host.map(str::to_owned),
+            known_hosts: None,
+            accept_new_host_key: false,
+            ssh_config: Some(PathBuf::from("/nonexistent/ssh_config")),
+        }
+    }
+
+    #[test]
+    fn the_mail_domain_is_the_default_host() {
+        let target = args(None).or_host("chat.example.org").target().unwrap();
+        assert!(
+            target.describe().contains("chat.example.org"),
+            "{}",
+            target.describe()
+        );
+        let given = args(Some("10.0.0.7")).or_host("chat.example.org");
+        assert!(given.target().unwrap().describe().contains("10.0.0.7"));
+        let none = args(None).target().unwrap_err().to_string();
+        assert_eq!(none, "no host to connect to: pass --ssh-host");
+    }
 }

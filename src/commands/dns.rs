@@ -237,10 +237,11 @@ async fn choose_servers(
 /// what the records depend on.
 async fn host_facts(args: &Args, relay: &RelayDomain) -> anyhow::Result<(HostFacts, SmtpProbe)> {
     let host_args = HostArgs {
-        ssh_host: args
-            .ssh_host
-            .clone()
-            .unwrap_or_else(|| relay.domain.clone()),
+        ssh_host: Some(
+            args.ssh_host
+                .clone()
+                .unwrap_or_else(|| relay.domain.clone()),
+        ),
         known_hosts: args.known_hosts.clone(),
         accept_new_host_key: args.accept_new_host_key,
         ssh_config: args.ssh_config.clone(),

@@ -92,7 +92,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         relay::desired_state(&relay.with_arch(&facts.arch))
     };
-    let code = deploy_with(&args.host, &args.plan, &query, &state_for).await?;
+    let host = args.host.or_host(&relay.config.mail_domain_bare);
+    let code = deploy_with(&host, &args.plan, &query, &state_for).await?;
     if !relay.config.unused_keys.is_empty() {
         eprintln!(
             "warning: {} contains settings that have no effect: {}",

@@ -42,8 +42,9 @@ const UNITS: &[&str] = &[
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = chatmaild::config::Config::load(&args.config.config)?;
-    let target = args.host.target()?;
-    let remote = Host::connect(&target, &args.host.ssh_options()?).await?;
+    let host = args.host.or_host(&config.mail_domain_bare);
+    let target = host.target()?;
+    let remote = Host::connect(&target, &host.ssh_options()?).await?;
     let mbox = facts::shell::quote(&config.mailboxes_dir.display().to_string());
     let cert = facts::shell::quote(&config.tls_cert_path);
     let script = format!(
