@@ -104,12 +104,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// The tool's version and the commit it was built from: stable for one build, so that a
-/// re-run with the same binary changes nothing.
+/// The commit this tool was built from, in upstream's format: the commit line, then the
+/// undeployed `git diff` (always empty here: a binary carries its commit, not a work tree).
+/// Upstream's online test reads every line after the first as diff output. Stable for one
+/// build, so that a re-run with the same binary changes nothing.
 fn version_stamp() -> String {
-    format!(
-        "{}\nchatmail-deploy {}\n",
-        env!("CHATMAIL_DEPLOY_COMMIT"),
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("{}\n", env!("CHATMAIL_DEPLOY_COMMIT"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_stamp_is_one_commit_line_like_upstreams() {
+        let stamp = super::version_stamp();
+        let commit = stamp.strip_suffix('\n').expect("ends with a newline");
+        assert!(!commit.contains('\n'), "{stamp:?}");
+        assert!(
+            commit == "unknown"
+                || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{stamp:?}"
+        );
+    }
 }

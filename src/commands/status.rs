@@ -50,7 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let script = format!(
         "export LC_ALL=C\n\
          systemctl show -p Id,LoadState,ActiveState,ActiveEnterTimestamp -- {units}\n\
-         echo @@version; cat /etc/chatmail-version 2>/dev/null | head -n 2\n\
+         echo @@version; cat /etc/chatmail-version 2>/dev/null | head -n 1\n\
          echo @@packages; dpkg-query -W -f='${{Package}} ${{Version}}\\n' postfix dovecot-core nginx opendkim unbound 2>/dev/null\n\
          echo @@cert; openssl x509 -noout -enddate -in {cert} 2>/dev/null\n\
          echo @@disk; df -h --output=avail,pcent {mbox} 2>/dev/null | tail -n 1\n\
