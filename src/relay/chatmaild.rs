@@ -107,7 +107,7 @@ impl Component for Chatmaild {
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.directory(Directory::new("/usr/local/lib/chatmaild"));
         // every service reads the ini only at start
-        let mut ini = File::new(INI_PATH, relay.ini.clone());
+        let mut ini = File::new(INI_PATH, deployed_ini(relay));
         ini.notify = DICT_SERVICES
             .iter()
             .map(|(unit, ..)| Notify::Restart(format!("{unit}.service")))
@@ -200,4 +200,33 @@ impl Component for Filtermail {
         }
         Ok(())
     }
+}
+
+/// The ini the services read: the operator's file byte for byte, except that a local
+/// iroh-relay left out with `--skip` and no other relay named gets `iroh_relay =` (empty:
+/// none, as upstream reads it), so chatmail-metadata advertises no relay nothing serves.
+pub fn deployed_ini(relay: &Relay) -> Vec<u8> {
+    if !(relay.options.skip.contains("iroh-relay") && relay.config.enable_iroh_relay) {
+        return relay.ini.clone();
+    }
+    let text = String::from_utf8_lossy(&relay.ini);
+    let line =
+        "# chatmail-deploy --skip iroh-relay: no local iroh-relay to advertise\niroh_relay =\n";
+    let mut out = String::with_capacity(text.len() + line.len());
+    let mut inserted = false;
+    for l in text.split_inclusive('\n') {
+        out.push_str(l);
+        if !inserted && l.trim().eq_ignore_ascii_case("[params]") {
+            if !l.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(line);
+            inserted = true;
+        }
+    }
+    if !inserted {
+        out.push_str("\n[params]\n");
+        out.push_str(line);
+    }
+    out.into_bytes()
 }

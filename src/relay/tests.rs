@@ -24,7 +24,15 @@ fn files(ini: &str) -> BTreeMap<String, String> {
 }
 
 fn files_with(ini: &str, website_only: bool) -> BTreeMap<String, String> {
-    state_with(ini, website_only)
+    state_for(ini, website_only, &[])
+}
+
+fn files_skipping(ini: &str, skip: &[&str]) -> BTreeMap<String, String> {
+    state_for(ini, false, skip)
+}
+
+fn state_for(ini: &str, website_only: bool, skip: &[&str]) -> BTreeMap<String, String> {
+    state_with_skip(ini, website_only, skip)
         .resources
         .iter()
         .filter_map(|r| match r {
@@ -39,6 +47,10 @@ fn files_with(ini: &str, website_only: bool) -> BTreeMap<String, String> {
 
 /// The relay's desired state for this chatmail.ini text (validated).
 fn state_with(ini: &str, website_only: bool) -> operations::State {
+    state_with_skip(ini, website_only, &[])
+}
+
+fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -54,6 +66,7 @@ fn state_with(ini: &str, website_only: bool) -> operations::State {
         version: "test\n".into(),
         arch: "x86_64".into(),
         website_only,
+        skip: skip.iter().map(|s| s.to_string()).collect(),
         ..RelayOptions::default()
     };
     let relay = Relay::new(
@@ -255,4 +268,27 @@ fn mtail_is_stopped_when_the_ini_no_longer_sets_its_address() {
         mtail("[params]\nmail_domain = chat.example.org\nmtail_address = 127.0.0.1\n"),
         Some((Some(true), Some(true)))
     );
+}
+
+#[test]
+fn a_skipped_iroh_relay_is_not_advertised() {
+    let ini = "[params]\nmail_domain = chat.example.org\n";
+    let ini_path = "/usr/local/lib/chatmaild/chatmail.ini";
+    let deployed = |skip: &[&str]| {
+        let text = files_skipping(ini, skip)[ini_path].clone();
+        (Config::parse(&text, "chatmail.ini").unwrap(), text)
+    };
+    let (normal, text) = deployed(&[]);
+    assert_eq!(text, ini, "the operator's file byte for byte");
+    assert_eq!(normal.iroh_relay, "https://chat.example.org");
+    let (skipped, text) = deployed(&["iroh-relay"]);
+    assert_eq!(skipped.iroh_relay, "", "{text}");
+    assert!(!skipped.enable_iroh_relay);
+    assert!(text.starts_with(ini.lines().next().unwrap()), "{text}");
+    assert!(files_skipping(ini, &[]).contains_key("/etc/iroh-relay.toml"));
+    assert!(!files_skipping(ini, &["iroh-relay"]).contains_key("/etc/iroh-relay.toml"));
+    // a relay named by the operator stays advertised whatever is skipped
+    let named = "[params]\nmail_domain = chat.example.org\niroh_relay = https://iroh.example.net\n";
+    let text = files_skipping(named, &["iroh-relay"])[ini_path].clone();
+    assert_eq!(text, named);
 }
