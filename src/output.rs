@@ -172,6 +172,14 @@ impl Reporter for Printer {
         }
     }
 
+    fn warning(&self, change: &Change, message: &str) {
+        self.info(&format!(
+            "{} {}: {message}",
+            self.paint(RED, "warning:"),
+            change.description
+        ));
+    }
+
     fn note(&self, message: &str) {
         self.clear_status();
         println!("note: {message}");

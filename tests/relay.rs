@@ -95,6 +95,15 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     let first = relay.deploy(&[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.last_line().starts_with("summary: "));
+    // test hosts cannot download chatmail's Dovecot build: the run says so
+    assert!(
+        first.stderr.contains(
+            "warning: dovecot: install chatmail's build, or Debian's where it cannot be downloaded: \
+             chatmail's Dovecot build cannot be downloaded here: installed Debian's Dovecot"
+        ),
+        "{}",
+        first.stderr
+    );
 
     let h = &relay.host;
     assert_eq!(
@@ -262,6 +271,81 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert_eq!(
         status.last_line(),
         "status: 1 not active: lastlogin.service"
+    );
+    let back = relay.deploy(&[]);
+    assert_eq!(back.code, 0, "{}", back.stderr);
+
+    // a config its service refuses is put back before the service sees it: one error line,
+    // the old file, the service still running and answering; the next correct run converges
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let broken = std::env::temp_dir().join(format!("relay-broken-{}", std::process::id()));
+    for (template, garbage, path, unit, port) in [
+        (
+            "postfix/main.cf.j2",
+            "this line has no equals sign\n",
+            "/etc/postfix/main.cf",
+            "postfix.service",
+            25,
+        ),
+        (
+            "dovecot/dovecot.conf.j2",
+            "no_such_dovecot_setting = 1\n",
+            "/etc/dovecot/dovecot.conf",
+            "dovecot.service",
+            993,
+        ),
+        (
+            "nginx/nginx.conf.j2",
+            "no_such_nginx_directive on;\n",
+            "/etc/nginx/nginx.conf",
+            "nginx.service",
+            443,
+        ),
+    ] {
+        let _ = std::fs::remove_dir_all(&broken);
+        let own = broken.join(template);
+        std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+        let source = std::fs::read_to_string(templates.join(template)).unwrap();
+        std::fs::write(&own, source + garbage).unwrap();
+        let before = h.sh(&format!("sha256sum {path}"));
+        let pid = relay.main_pids(&[unit]);
+        let refused = relay.deploy(&["--templates", broken.to_str().unwrap()]);
+        assert_eq!(refused.code, 1, "{template}: {}", refused.stdout);
+        let line = refused.one_error_line();
+        assert!(
+            line.contains(&format!("{unit}: new config refused by "))
+                && line.contains(&format!("previous files put back: {path}")),
+            "{template}: {}",
+            refused.stderr
+        );
+        assert!(!refused.stdout.contains("summary:"), "{}", refused.stdout);
+        assert_eq!(h.sh(&format!("sha256sum {path}")), before, "{path} is back");
+        assert_eq!(relay.main_pids(&[unit]), pid, "{unit} was not restarted");
+        assert_eq!(
+            h.sh(&format!("systemctl is-active {unit}")).trim(),
+            "active"
+        );
+        assert!(
+            h.try_sh(&format!("timeout 5 bash -c '</dev/tcp/127.0.0.1/{port}'"))
+                .status
+                .success(),
+            "{unit} answers on port {port}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&broken);
+    let fixed = relay.deploy(&[]);
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    let again = relay.deploy(&[]);
+    assert!(
+        again.last_line().starts_with("summary: 0 changed, "),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        !h.try_sh("test -e /var/lib/chatmail-deploy/previous")
+            .status
+            .success(),
+        "no previous files are kept once every service runs its config"
     );
 }
 

@@ -123,7 +123,7 @@ pub async fn apply<R: Remote>(
         if batch > 1 {
             let (files, tail) = rest.split_at(batch);
             files.iter().for_each(|c| reporter.change_started(c));
-            let results = join_all(files.iter().map(|c| execute(remote, c))).await;
+            let results = join_all(files.iter().map(|c| execute(remote, c, reporter))).await;
             for (c, result) in files.iter().zip(results) {
                 result?;
                 reload_due |= c.changes_unit_file;
@@ -136,14 +136,14 @@ pub async fn apply<R: Remote>(
         if change.uses_systemd && reload_due {
             if let Some(reload) = daemon_reload {
                 reporter.change_started(reload);
-                execute(remote, reload).await?;
+                execute(remote, reload, reporter).await?;
                 reporter.change_finished(reload);
                 reloads += 1;
             }
             reload_due = false;
         }
         reporter.change_started(change);
-        execute(remote, change).await?;
+        execute(remote, change, reporter).await?;
         reload_due |= change.changes_unit_file;
         reporter.change_finished(change);
     }
@@ -159,15 +159,28 @@ pub async fn apply<R: Remote>(
         reporter.note("holding before restarts (test hook)");
         std::future::pending::<()>().await;
     }
+    // a unit that refuses its new config must not keep the others from theirs: every
+    // handler runs, the failures are reported together, and they stay pending on the host
+    let mut failures = Vec::new();
     for change in &plan.handlers {
         if change.kind == ChangeKind::DaemonReload && !reload_due && reloads > 0 {
             continue;
         }
         reporter.change_started(change);
-        execute(remote, change).await?;
-        reporter.change_finished(change);
+        match execute(remote, change, reporter).await {
+            Ok(()) => reporter.change_finished(change),
+            Err(Error::ChangeFailed { detail, .. })
+                if matches!(change.kind, ChangeKind::Restart | ChangeKind::Reload) =>
+            {
+                failures.push(detail)
+            }
+            Err(e) => return Err(e),
+        }
     }
-    if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() {
+    if !failures.is_empty() {
+        return Err(Error::HandlersFailed(failures.join("; ")));
+    }
+    if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() || plan.keeps_previous {
         run(
             remote,
             &restarts::clear_script(),
@@ -183,14 +196,37 @@ pub async fn apply<R: Remote>(
     })
 }
 
-async fn execute<R: Remote>(remote: &R, change: &Change) -> Result<(), Error> {
-    run(remote, &change.script, &change.stdin, &change.description).await
+async fn execute<R: Remote>(
+    remote: &R,
+    change: &Change,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    let out = run(remote, &change.script, &change.stdin, &change.description).await?;
+    for message in warnings(&out.stderr) {
+        reporter.warning(change, message);
+    }
+    Ok(())
 }
 
-async fn run<R: Remote>(remote: &R, script: &str, stdin: &[u8], what: &str) -> Result<(), Error> {
+/// The lines of a successful command's stderr meant for the operator: commands print
+/// `warning: ...` for what succeeded but not as wished (the rest of stderr is tool noise).
+fn warnings(stderr: &[u8]) -> Vec<&str> {
+    std::str::from_utf8(stderr)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("warning: "))
+        .collect()
+}
+
+async fn run<R: Remote>(
+    remote: &R,
+    script: &str,
+    stdin: &[u8],
+    what: &str,
+) -> Result<facts::ExecOutput, Error> {
     let out = remote.exec(script, stdin).await?;
     if out.success() {
-        return Ok(());
+        return Ok(out);
     }
     let detail = match (out.status, out.error_line()) {
         (None, _) => "killed by a signal".to_string(),
@@ -206,6 +242,14 @@ async fn run<R: Remote>(remote: &R, script: &str, stdin: &[u8], what: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_the_lines_that_say_so() {
+        let stderr =
+            b"debconf: noise\nwarning: Debian's Dovecot installed\n  warning: second\nW: apt\n";
+        assert_eq!(warnings(stderr), ["Debian's Dovecot installed", "second"]);
+        assert!(warnings(b"\xff\xfe").is_empty());
+    }
 
     #[test]
     fn splits_sized_records() {

@@ -26,6 +26,9 @@ pub enum Error {
     },
     #[error("{what} failed: {detail}")]
     ChangeFailed { what: String, detail: String },
+    /// Restarts or reloads that failed (each message names the unit and what was done).
+    #[error("{0}")]
+    HandlersFailed(String),
     #[error("invalid resource: {0}")]
     Invalid(String),
 }

@@ -55,6 +55,9 @@ pub struct Change {
     /// packages; handlers cover none).
     #[serde(skip)]
     pub covers: usize,
+    /// Keeps the file's previous version for a unit with a config check.
+    #[serde(skip)]
+    pub(crate) keeps_previous: bool,
 }
 
 impl Change {
@@ -71,6 +74,7 @@ impl Change {
             uses_systemd: false,
             changes_unit_file: false,
             covers: 1,
+            keeps_previous: false,
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct Plan {
     /// Handlers to record on the host before the first change.
     #[serde(skip)]
     pub(crate) pending: Pending,
+    /// Some change keeps previous files for a checked unit (dropped after the handlers).
+    #[serde(skip)]
+    pub(crate) keeps_previous: bool,
 }
 
 impl Plan {
@@ -117,6 +124,7 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
     }
     let mut p = Planner {
         facts,
+        checks: &state.config_checks,
         changes: Vec::new(),
         unchanged: 0,
         groups_created: BTreeSet::new(),
@@ -177,13 +185,15 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
         .map(Pending::parse)
         .unwrap_or_default();
     let handlers_pending = handlers(state, &changes, &pending_on_host);
-    let handlers = handler_changes(&handlers_pending, &pending_on_host);
+    let handlers = handler_changes(&handlers_pending, &pending_on_host, &state.config_checks);
+    let keeps_previous = changes.iter().any(|c| c.keeps_previous);
     Ok(Plan {
         changes,
         handlers,
         unchanged,
         pending_on_host,
         pending: handlers_pending,
+        keeps_previous,
     })
 }
 
@@ -235,7 +245,11 @@ fn handlers(state: &State, changes: &[Change], on_host: &Pending) -> Pending {
     pending
 }
 
-fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
+fn handler_changes(
+    pending: &Pending,
+    on_host: &Pending,
+    checks: &BTreeMap<String, String>,
+) -> Vec<Change> {
     let why = |left_pending: bool| {
         if left_pending {
             " (recorded as pending on the host)"
@@ -273,7 +287,12 @@ fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
                 n.unit(),
                 why(on_host.notify.contains(&n))
             ),
-            script::systemctl(verb, n.unit()),
+            match checks.get(n.unit()) {
+                Some(check) => {
+                    script::checked_systemctl(script::PREVIOUS_DIR, verb, n.unit(), check)
+                }
+                None => script::systemctl(verb, n.unit()),
+            },
         );
         c.uses_systemd = true;
         c.covers = 0;
@@ -284,6 +303,7 @@ fn handler_changes(pending: &Pending, on_host: &Pending) -> Vec<Change> {
 
 struct Planner<'f> {
     facts: &'f HostFacts,
+    checks: &'f BTreeMap<String, String>,
     changes: Vec<Change>,
     unchanged: usize,
     groups_created: BTreeSet<String>,
@@ -360,12 +380,21 @@ impl Planner<'_> {
             },
         };
         let mut c = if full_write {
-            let mut c = Change::new(
-                ChangeKind::File,
-                &f.path,
-                description,
-                script::write_file(&f.path, &f.owner, &f.group, f.mode),
-            );
+            // the units that check their config get this file back if the new one fails
+            let keep: Vec<String> = f
+                .notify
+                .iter()
+                .filter(|n| self.checks.contains_key(n.unit()))
+                .map(|n| script::keep_previous(script::PREVIOUS_DIR, n.unit(), &f.path))
+                .collect();
+            let write = script::write_file(&f.path, &f.owner, &f.group, f.mode);
+            let script = if keep.is_empty() {
+                write
+            } else {
+                format!("set -e\n{}\n{write}", keep.join("\n"))
+            };
+            let mut c = Change::new(ChangeKind::File, &f.path, description, script);
+            c.keeps_previous = !keep.is_empty();
             c.stdin = f.content.clone();
             if have.is_none() {
                 c.diff = Some(diff::unified(&f.path, b"", &f.content));

@@ -8,6 +8,9 @@ pub trait Reporter: Sync {
     fn change_started(&self, _change: &Change) {}
     fn change_finished(&self, _change: &Change) {}
     fn note(&self, _message: &str) {}
+    /// A change succeeded but said something the operator must read: a stderr line of
+    /// its command that starts with `warning: ` (prefix removed).
+    fn warning(&self, _change: &Change, _message: &str) {}
 }
 
 pub struct NullReporter;

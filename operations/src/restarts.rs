@@ -90,8 +90,13 @@ pub(crate) fn record_script(pending: &Pending) -> String {
     )
 }
 
+/// After the last handler: nothing is pending, and no unit needs its previous files any
+/// more (a unit whose files changed but that was not restarted, a stopped one, keeps none).
 pub(crate) fn clear_script() -> String {
-    format!("rm -f {PENDING_FILE}")
+    format!(
+        "rm -f {PENDING_FILE}; rm -rf -- {}",
+        crate::script::PREVIOUS_DIR
+    )
 }
 
 #[cfg(test)]

@@ -143,6 +143,72 @@ pub(crate) fn systemctl(verb: &str, unit: &str) -> String {
     format!("systemctl {verb} -- {}", quote(unit))
 }
 
+/// Where the files a checked unit reads are kept, as they were before this run changed
+/// them, until the unit runs with the new ones: `<dir>/<unit>/files/<path>` for files that
+/// existed, `<dir>/<unit>/absent` listing those that did not.
+pub const PREVIOUS_DIR: &str = "/var/lib/chatmail-deploy/previous";
+
+/// Keeps `path` as it is now for `unit`, unless an earlier (interrupted) run already kept
+/// a version: that one is what the unit last ran with successfully.
+pub(crate) fn keep_previous(dir: &str, unit: &str, path: &str) -> String {
+    r#"b=@B@; p=@P@
+if [ ! -e "$b/files$p" ] && ! grep -qxF -- "$p" "$b/absent" 2>/dev/null; then
+mkdir -p -- "$b/files$(dirname -- "$p")"
+if [ -e "$p" ]; then cp -p -- "$p" "$b/files$p"; else printf '%s\n' "$p" >> "$b/absent"; fi
+fi"#
+    .replace("@B@", &quote(&format!("{dir}/{unit}")))
+    .replace("@P@", &quote(path))
+}
+
+/// `systemctl VERB UNIT`, but only after `check` accepted the unit's config. If the check
+/// or the restart fails, the files kept by [`keep_previous`] are put back (and the unit
+/// restarted with them if it was the restart that failed), and the last stderr line says
+/// what happened. The kept files are dropped once the unit runs with the new ones.
+pub(crate) fn checked_systemctl(dir: &str, verb: &str, unit: &str, check: &str) -> String {
+    r#"b=@B@; u=@U@; restored=
+put_back() {
+if [ -d "$b/files" ]; then
+(cd "$b/files" && find . -type f) > "$b/list"
+while IFS= read -r f; do f=${f#.}
+cp -p -- "$b/files$f" "$f.chatmail-deploy-tmp" && mv -f -- "$f.chatmail-deploy-tmp" "$f" && restored="$restored $f"
+done < "$b/list"
+fi
+if [ -f "$b/absent" ]; then
+while IFS= read -r f; do rm -f -- "$f" && restored="$restored -$f"; done < "$b/absent"
+fi
+rm -rf -- "$b"
+if [ -n "$restored" ]; then restored="previous files put back:$restored"; else restored='no previous files were kept'; fi
+}
+if ! out=$( ( @CHECK@ ) 2>&1 ); then
+put_back
+echo "$u: new config refused by @CHECK_TEXT@, not @WORD@, $restored; $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')" >&2
+exit 1
+fi
+if ! out=$(systemctl @VERB@ -- "$u" 2>&1); then
+put_back
+if systemctl restart -- "$u" >/dev/null 2>&1; then again='running again with them'; else again='it does not start with them either'; fi
+echo "$u: @VERB@ failed with the new config, $restored, $again; $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')" >&2
+exit 1
+fi
+rm -rf -- "$b""#
+        .replace("@B@", &quote(&format!("{dir}/{unit}")))
+        .replace("@U@", &quote(unit))
+        .replace(
+            "@CHECK_TEXT@",
+            &check.replace(['"', '$', '`', '\\'], "_"),
+        )
+        .replace(
+            "@WORD@",
+            if verb == "restart" {
+                "restarted"
+            } else {
+                "reloaded"
+            },
+        )
+        .replace("@CHECK@", check)
+        .replace("@VERB@", verb)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +300,141 @@ mod tests {
         );
         assert_eq!(std::fs::read(&dest).unwrap(), b"payload");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A scratch directory with a fake `systemctl` that fails when `$dir/fail-<verb>` exists
+    /// and logs its calls, so the checked restart runs here exactly as on a host.
+    fn fake_host(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("opcheck-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let fake = format!(
+            "#!/bin/sh\necho \"$*\" >> {d}/calls\n[ ! -e {d}/fail-$1 ] || {{ echo \"Job for $3 failed.\" >&2; exit 1; }}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("bin/systemctl"), fake).unwrap();
+        sh(&format!("chmod +x {}/bin/systemctl", dir.display()), b"");
+        dir
+    }
+
+    fn on_fake(dir: &std::path::Path, script: &str) -> std::process::Output {
+        sh(&format!("PATH={}/bin:$PATH\n{script}", dir.display()), b"")
+    }
+
+    #[test]
+    fn checked_restart_puts_the_previous_files_back_when_the_check_fails() {
+        let dir = fake_host("refused");
+        let keep = dir.join("keep");
+        let (conf, new) = (dir.join("svc.conf"), dir.join("new.conf"));
+        std::fs::write(&conf, "good\n").unwrap();
+        for path in [&conf, &new] {
+            let out = on_fake(
+                &dir,
+                &keep_previous(
+                    keep.to_str().unwrap(),
+                    "svc.service",
+                    path.to_str().unwrap(),
+                ),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // the run writes the new files, and a second keep (a re-run) keeps the first version
+        std::fs::write(&conf, "broken\n").unwrap();
+        std::fs::write(&new, "created by this run\n").unwrap();
+        on_fake(
+            &dir,
+            &keep_previous(
+                keep.to_str().unwrap(),
+                "svc.service",
+                conf.to_str().unwrap(),
+            ),
+        );
+        let check = format!("grep -q good {}", conf.display());
+        let out = on_fake(
+            &dir,
+            &checked_systemctl(keep.to_str().unwrap(), "restart", "svc.service", &check),
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().last().unwrap();
+        assert!(line.starts_with(&format!("svc.service: new config refused by grep -q good {}, not restarted, previous files put back: {} -{}", conf.display(), conf.display(), new.display())), "{line}");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "good\n");
+        assert!(!new.exists(), "a file the run created is removed again");
+        assert!(!dir.join("calls").exists(), "no restart was tried");
+        assert!(!keep.join("svc.service").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn checked_restart_restarts_with_the_previous_files_when_the_restart_fails() {
+        let dir = fake_host("restart");
+        let keep = dir.join("keep");
+        let conf = dir.join("svc.conf");
+        std::fs::write(&conf, "old\n").unwrap();
+        on_fake(
+            &dir,
+            &keep_previous(
+                keep.to_str().unwrap(),
+                "svc.service",
+                conf.to_str().unwrap(),
+            ),
+        );
+        std::fs::write(&conf, "new\n").unwrap();
+        std::fs::write(dir.join("fail-reload-or-restart"), "").unwrap();
+        let out = on_fake(
+            &dir,
+            &checked_systemctl(
+                keep.to_str().unwrap(),
+                "reload-or-restart",
+                "svc.service",
+                "true",
+            ),
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.lines().last().unwrap().starts_with(&format!("svc.service: reload-or-restart failed with the new config, previous files put back: {}, running again with them; Job for svc.service failed.", conf.display())), "{err}");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "old\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("calls")).unwrap(),
+            "reload-or-restart -- svc.service\nrestart -- svc.service\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn checked_restart_drops_the_previous_files_once_the_unit_runs() {
+        let dir = fake_host("ok");
+        let keep = dir.join("keep");
+        let conf = dir.join("svc.conf");
+        std::fs::write(&conf, "old\n").unwrap();
+        on_fake(
+            &dir,
+            &keep_previous(
+                keep.to_str().unwrap(),
+                "svc.service",
+                conf.to_str().unwrap(),
+            ),
+        );
+        std::fs::write(&conf, "new\n").unwrap();
+        let out = on_fake(
+            &dir,
+            &checked_systemctl(keep.to_str().unwrap(), "restart", "svc.service", "true"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "new\n");
+        assert!(!keep.join("svc.service").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("calls")).unwrap(),
+            "restart -- svc.service\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

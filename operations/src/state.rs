@@ -1,6 +1,6 @@
 //! A desired state: the ordered resources, and the facts they need.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use facts::Query;
 
@@ -10,6 +10,10 @@ use crate::{Error, restarts};
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub resources: Vec<Resource>,
+    /// unit -> shell command that exits non-zero when the unit's config is broken. A checked
+    /// unit is restarted or reloaded only after its check passed; on failure the files
+    /// this run changed for it are put back (see [`State::config_check`]).
+    pub config_checks: BTreeMap<String, String>,
 }
 
 impl State {
@@ -47,6 +51,16 @@ impl State {
 
     pub fn service(&mut self, service: Service) -> &mut Self {
         self.add(service)
+    }
+
+    /// Validate `unit`'s config with `command` (run on the host, e.g. `nginx -t`) before it
+    /// is restarted or reloaded. The previous versions of the files that notify the unit are
+    /// kept on the host until it runs with the new ones; if the check or the restart fails,
+    /// they are put back, the unit keeps (or gets back) its old config and the run fails with
+    /// the checker's message.
+    pub fn config_check(&mut self, unit: &str, command: &str) -> &mut Self {
+        self.config_checks.insert(unit.into(), command.into());
+        self
     }
 
     /// Checks what can be checked without the host: absolute, unique, printable paths.

@@ -39,6 +39,10 @@ pub struct Args {
     /// Deploy only the web pages built from www/ (the relay must be deployed already)
     #[arg(long, conflicts_with = "disable_mail")]
     website_only: bool,
+    /// Use DIR/NAME instead of the built-in template NAME (e.g. DIR/postfix/main.cf.j2);
+    /// every config is still validated on the host before a service uses it
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
 }
 
 fn parse_binary(s: &str) -> Result<(String, PathBuf), String> {
@@ -71,6 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         local_binaries: args.binaries.into_iter().collect(),
         skip: args.skip.into_iter().collect(),
         website_only: args.website_only,
+        template_dir: args.templates,
     };
 
     let relay = Relay::load(&args.config.config, options)?;

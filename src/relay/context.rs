@@ -40,13 +40,14 @@ impl Relay {
 
     pub fn new(config: Config, ini: Vec<u8>, options: RelayOptions) -> anyhow::Result<Relay> {
         let vars = variables(&config, &options);
+        let templates = templates::load(options.template_dir.as_deref())?;
         let website = build_website(&config);
         Ok(Relay {
             config,
             ini,
             options,
             website,
-            templates: templates::load()?,
+            templates,
             vars,
         })
     }
@@ -60,7 +61,8 @@ impl Relay {
             ini: self.ini.clone(),
             options,
             website: self.website.clone(),
-            templates: templates::load().expect("the embedded templates loaded once already"),
+            templates: templates::load(self.options.template_dir.as_deref())
+                .expect("the templates loaded once already"),
             vars: self.vars.clone(),
         }
     }

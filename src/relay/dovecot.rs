@@ -52,6 +52,7 @@ impl Component for Dovecot {
     }
 
     fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.config_check(DOVECOT, "doveconf -n >/dev/null");
         s.service(if relay.options.disable_mail {
             Service::stopped(DOVECOT)
         } else {

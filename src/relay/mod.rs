@@ -51,6 +51,8 @@ pub struct RelayOptions {
     pub skip: BTreeSet<String>,
     /// Only the web pages (`run --website-only`).
     pub website_only: bool,
+    /// Templates that replace the built-in ones of the same name (`run --templates DIR`).
+    pub template_dir: Option<PathBuf>,
 }
 
 /// Components that can be left out with `--skip`.

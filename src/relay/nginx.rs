@@ -47,6 +47,7 @@ impl Component for Nginx {
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.service(Service::running("fcgiwrap.socket"));
+        s.config_check(NGINX, "nginx -t -q");
         s.service(Service::running(NGINX));
         Ok(())
     }

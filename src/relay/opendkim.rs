@@ -77,6 +77,7 @@ impl Component for OpenDkim {
     }
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        s.config_check(OPENDKIM, "opendkim -n -x /etc/opendkim.conf");
         s.service(Service::running(OPENDKIM));
         Ok(())
     }

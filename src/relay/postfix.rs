@@ -42,6 +42,11 @@ impl Component for Postfix {
     }
 
     fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        // main.cf and master.cf parse, and `postfix check` finds nothing fatal
+        s.config_check(
+            POSTFIX,
+            "postconf >/dev/null && postconf -M >/dev/null && postfix check",
+        );
         s.service(if relay.options.disable_mail {
             Service::stopped(POSTFIX)
         } else {

@@ -37,6 +37,7 @@ impl Component for Unbound {
             running: None,
             masked: true,
         });
+        s.config_check(UNBOUND, "unbound-checkconf >/dev/null");
         s.service(Service::running(UNBOUND));
         s.service(Service::stopped("unbound-resolvconf.service"));
         Ok(())
