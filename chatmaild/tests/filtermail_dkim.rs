@@ -140,6 +140,7 @@ async fn incoming_filter_runs_dkim_after_the_encryption_rules() {
     let incoming = Incoming::new(
         Mailboxes {
             dir: dir.path().to_owned(),
+            domain: "remote.example".into(),
         },
         Some(v),
         Relay::new("127.0.0.1", 9),

@@ -148,7 +148,8 @@ pub fn parse_peer_addr(value: &str) -> Option<IpAddr> {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// The mailbox Postfix and Dovecot deliver a recipient to, for an address as
@@ -160,7 +161,9 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 pub fn canonical_mailbox(addr: &str) -> String {
     let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
     let local = unquote(local);
-    let local = local.split_once('+').map_or(local.as_str(), |(base, _)| base);
+    let local = local
+        .split_once('+')
+        .map_or(local.as_str(), |(base, _)| base);
     let domain = domain.strip_suffix('.').unwrap_or(domain);
     format!("{local}@{domain}")
 }
@@ -324,7 +327,13 @@ mod tests {
         assert_eq!(parse_peer_addr("IPV6:2001:db8::1"), ip("2001:db8::1"));
         assert_eq!(parse_peer_addr("2001:db8::1"), ip("2001:db8::1"));
         assert_eq!(parse_peer_addr("::ffff:203.0.113.7"), ip("203.0.113.7"));
-        for bad in ["[UNAVAILABLE]", "[TEMPUNAVAIL]", "", "host.example", "1.2.3.4:25"] {
+        for bad in [
+            "[UNAVAILABLE]",
+            "[TEMPUNAVAIL]",
+            "",
+            "host.example",
+            "1.2.3.4:25",
+        ] {
             assert_eq!(parse_peer_addr(bad), None, "{bad}");
         }
     }

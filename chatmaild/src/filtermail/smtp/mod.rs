@@ -8,6 +8,7 @@ pub mod command;
 pub mod server;
 
 use std::future::Future;
+use std::net::IpAddr;
 
 use super::reply::Reply;
 
@@ -33,6 +34,17 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Check and forward a complete message; the reply goes back to the client.
     fn data(&self, envelope: Envelope) -> impl Future<Output = Reply> + Send;
+
+    /// The same, knowing the address of the peer that delivered the message to the relay
+    /// (Postfix's XFORWARD `ADDR`, nginx's `X-Real-IP`). Only a handler whose rules
+    /// depend on it overrides this.
+    fn data_from(
+        &self,
+        envelope: Envelope,
+        _client: Option<IpAddr>,
+    ) -> impl Future<Output = Reply> + Send {
+        self.data(envelope)
+    }
 
     /// The same in an LMTP session (RFC 2033): one reply per recipient, in RCPT order.
     /// A filter decides per message, so by default every recipient gets its one reply;
