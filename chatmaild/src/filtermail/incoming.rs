@@ -172,6 +172,8 @@ fn is_own_literal(domain: &str, client: Option<IpAddr>) -> bool {
 }
 
 impl Handler for Incoming {
+    const XFORWARD: bool = true;
+
     fn rcpt_to(&self, recipient: &str) -> Result<(), Reply> {
         self.mailboxes.check_recipient(recipient)
     }

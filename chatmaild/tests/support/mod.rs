@@ -283,11 +283,21 @@ impl Signer {
 
     /// The message with a DKIM-Signature header prepended.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.sign_with(
+            message,
+            &["From", "To", "Subject", "Date", "Message-ID"],
+            false,
+        )
+    }
+
+    /// The same with a chosen `h=` list and, with `body_length`, an `l=` tag.
+    pub fn sign_with(&self, message: &[u8], headers: &[&str], body_length: bool) -> Vec<u8> {
         use mail_auth::common::headers::HeaderWriter;
         let sig = mail_auth::dkim::DkimSigner::from_key(self.key())
             .domain(self.domain)
             .selector(self.selector)
-            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .headers(headers.iter().copied())
+            .body_length(body_length)
             .sign(message)
             .unwrap();
         let mut out = sig.to_header().into_bytes();

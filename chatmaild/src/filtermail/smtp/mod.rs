@@ -24,6 +24,11 @@ pub struct Envelope {
 
 /// What a filtermail mode decides at each step of a transaction.
 pub trait Handler: Send + Sync + 'static {
+    /// Announce XFORWARD in the EHLO reply, so that Postfix's `smtpd_proxy_filter` tells
+    /// the address of the client it is talking to (`XFORWARD ADDR=...`), which reaches
+    /// [`Handler::data_from`]. Only handlers whose rules depend on it ask for it.
+    const XFORWARD: bool = false;
+
     fn mail_from(&self, _sender: Option<&str>) -> Result<(), Reply> {
         Ok(())
     }
