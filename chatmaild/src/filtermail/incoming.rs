@@ -163,10 +163,13 @@ impl Incoming {
 /// IP-only relays cannot DKIM-sign, so a `From:` domain literal stands in for the
 /// signature only when it is the very address the message came from. Any other literal
 /// (someone else's address, a bogus one, an unknown peer) needs DKIM like a domain, which
-/// it cannot have.
+/// it cannot have. A loopback or unspecified peer never counts: that is a local proxy
+/// (nginx's stream front hands `/mxdeliv` over from 127.0.0.1), not a remote relay.
 fn is_own_literal(domain: &str, client: Option<IpAddr>) -> bool {
-    match (ip_literal(domain), client) {
-        (Some(claimed), Some(peer)) => claimed.to_canonical() == peer.to_canonical(),
+    match (ip_literal(domain), client.map(|ip| ip.to_canonical())) {
+        (Some(claimed), Some(peer)) => {
+            !peer.is_loopback() && !peer.is_unspecified() && claimed.to_canonical() == peer
+        }
         _ => false,
     }
 }
@@ -322,5 +325,12 @@ mod tests {
         assert!(!is_own_literal("[999.0.113.7]", peer("203.0.113.7")));
         assert!(!is_own_literal("[foo]", peer("203.0.113.7")));
         assert!(!is_own_literal("203.0.113.7", peer("203.0.113.7")));
+        for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+            assert!(
+                !is_own_literal(&format!("[{local}]"), peer(local)),
+                "{local}"
+            );
+        }
+        assert!(!is_own_literal("[ipv6:::1]", peer("::1")));
     }
 }
