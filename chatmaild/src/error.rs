@@ -40,6 +40,9 @@ pub enum Error {
 
     #[error("password hashing failed: {0}")]
     Hash(String),
+
+    #[error("push token refused: {0}")]
+    TokenRefused(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

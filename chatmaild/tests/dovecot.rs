@@ -511,6 +511,40 @@ fn metadata_and_lmtp_delivery() {
     assert_eq!(new_mail, 1);
 }
 
+#[test]
+fn push_token_caps_answer_the_client() {
+    require_dovecot!();
+    let relay = Relay::start();
+    let addr = format!("cdefghijk@{DOMAIN}");
+    let mut imap = relay.imap();
+    assert!(imap.login(&addr, "long-enough-pw").starts_with("OK"));
+    let set = |imap: &mut Imap, token: &str| {
+        imap.cmd(&format!(
+            "SETMETADATA INBOX (/private/devicetoken {})",
+            quoted(token)
+        ))
+        .1
+    };
+    // chatmaild::metadata::tokens::MAX_TOKENS
+    for i in 0..16 {
+        let status = set(&mut imap, &format!("tok-{i}"));
+        assert!(status.starts_with("OK"), "{i}: {status}");
+    }
+    let refused = set(&mut imap, "tok-one-too-many");
+    assert!(refused.starts_with("NO"), "{refused}");
+    eprintln!("Dovecot's answer to a refused token: {refused}");
+    // A device re-registering its token still works at the cap.
+    let again = set(&mut imap, "tok-3");
+    assert!(again.starts_with("OK"), "{again}");
+    let huge = set(&mut imap, &"x".repeat(4097));
+    assert!(huge.starts_with("NO"), "{huge}");
+    let meta = std::fs::read_to_string(relay.mbox.join(&addr).join("metadata.json")).unwrap();
+    assert!(
+        !meta.contains("tok-one-too-many") && !meta.contains("xxxx"),
+        "{meta}"
+    );
+}
+
 /// Minimal stand-in for the notification proxy: records POST bodies, answers 200.
 fn fake_notification_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

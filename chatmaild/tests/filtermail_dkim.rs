@@ -132,6 +132,225 @@ async fn one_good_signature_among_bad_ones_suffices() {
 }
 
 #[tokio::test]
+async fn signature_must_cover_from() {
+    let v = verifier();
+    let signer = Signer::new(DOMAIN, "sel1");
+    publish(&signer, &v);
+    // h= names are case-insensitive.
+    let signed = signer.sign_with(&encrypted(), &["from", "To"], false);
+    assert_eq!(v.verify(&signed, DOMAIN).await, Ok(()));
+    // Valid, aligned, but says nothing about who the message is from (RFC 6376 §5.4).
+    // (Checked last: a failure drops the pre-loaded key from the cache.)
+    let signed = signer.sign_with(&encrypted(), &["To", "Subject", "Date"], false);
+    assert_eq!(
+        v.verify(&signed, DOMAIN).await.unwrap_err().to_string(),
+        "554 5.7.1 No valid DKIM signature found"
+    );
+}
+
+#[tokio::test]
+async fn length_limited_signature_counts_only_for_the_whole_body() {
+    let v = verifier();
+    let signer = Signer::new(DOMAIN, "sel1");
+    publish(&signer, &v);
+    let signed = signer.sign_with(&encrypted(), &["From", "To", "Subject"], true);
+    let text = String::from_utf8(signed.clone()).unwrap();
+    assert!(text.contains("l="), "{text}");
+    assert_eq!(v.verify(&signed, DOMAIN).await, Ok(()));
+    // Whitespace that relaxed canonicalization removes: l= is the raw length here
+    // (mail-auth's signer), longer than the canonical body, still the whole body.
+    let mut spaced = encrypted();
+    spaced.extend_from_slice(b"  \r\n\r\n\r\n");
+    let signed_spaced = signer.sign_with(&spaced, &["From"], true);
+    assert_eq!(v.verify(&signed_spaced, DOMAIN).await, Ok(()));
+    // Anyone could append to a length-limited body: appended text voids it.
+    let mut appended = signed;
+    appended.extend_from_slice(b"Appended by someone else.\r\n");
+    assert_eq!(
+        v.verify(&appended, DOMAIN).await.unwrap_err().to_string(),
+        "554 5.7.1 No valid DKIM signature found"
+    );
+}
+
+/// An incoming filter whose accepted mail goes nowhere: `451 Error re-injecting ...`
+/// means every check passed.
+fn incoming_with(v: DkimVerifier, dir: &tempfile::TempDir) -> Incoming {
+    Incoming::new(
+        Mailboxes {
+            dir: dir.path().to_owned(),
+            domain: "remote.example".into(),
+        },
+        Some(v),
+        Relay::new("127.0.0.1", 9),
+    )
+}
+
+fn from_ip_literal(literal: &str) -> Vec<u8> {
+    String::from_utf8(encrypted())
+        .unwrap()
+        .replace("alice123@chat.example.org", &format!("alice123@{literal}"))
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn ip_literal_from_needs_dkim_unless_it_is_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = incoming_with(verifier(), &dir);
+    let env = Envelope {
+        mail_from: Some("alice123@[203.0.113.7]".into()),
+        rcpt_to: vec![RCPT.into()],
+        data: Vec::new(),
+    };
+    let msg = from_ip_literal("[203.0.113.7]");
+    let peer = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    assert!(
+        incoming
+            .filter_from(&env, &msg, peer("203.0.113.7"))
+            .await
+            .is_ok()
+    );
+    for client in [None, peer("203.0.113.8"), peer("2001:db8::7")] {
+        assert_eq!(
+            incoming
+                .filter_from(&env, &msg, client)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "554 5.7.1 No DKIM signature found",
+            "{client:?}"
+        );
+    }
+    for bogus in ["[999.0.113.7]", "[foo]", "[203.0.113]"] {
+        let msg = from_ip_literal(bogus);
+        assert!(
+            incoming
+                .filter_from(&env, &msg, peer("203.0.113.7"))
+                .await
+                .is_err(),
+            "{bogus}"
+        );
+    }
+}
+
+/// A pipelining SMTP client: send bytes, then read replies (multi-line ones joined by `|`).
+struct Smtp {
+    rd: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Smtp {
+    async fn connect(port: u16) -> Smtp {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (rd, wr) = stream.into_split();
+        Smtp {
+            rd: tokio::io::BufReader::new(rd),
+            wr,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.wr.write_all(bytes).await.unwrap();
+    }
+
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            self.rd.read_line(&mut l).await.unwrap();
+            let last = l.as_bytes().get(3) != Some(&b'-');
+            lines.push(l.trim_end().to_owned());
+            if last {
+                return lines.join("|");
+            }
+        }
+    }
+
+    async fn replies(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.reply().await);
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn xforward_addr_from_postfix_decides_over_smtp() {
+    use chatmaild::filtermail::smtp::server::{Limits, serve};
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handler = Arc::new(incoming_with(verifier(), &dir));
+    tokio::spawn(serve(listener, handler, Limits::new(100_000)));
+
+    let mut c = Smtp::connect(port).await;
+    assert_eq!(c.reply().await, "220 filtermail SMTP");
+    c.send(b"EHLO postfix\r\n").await;
+    assert_eq!(
+        c.reply().await,
+        "250-filtermail|250-8BITMIME|250-XFORWARD ADDR|250 OK"
+    );
+    let msg = chatmaild::filtermail::data::stuff(&from_ip_literal("[203.0.113.7]"));
+    let transaction = |xforward: &str| {
+        let mut bytes =
+            format!("{xforward}MAIL FROM:<alice123@[203.0.113.7]>\r\nRCPT TO:<{RCPT}>\r\nDATA\r\n")
+                .into_bytes();
+        bytes.extend_from_slice(&msg);
+        bytes.extend_from_slice(b".\r\n");
+        bytes
+    };
+    let ok = ["250 OK", "250 OK", "354 End data with <CR><LF>.<CR><LF>"];
+
+    // Postfix's client is the IP literal's own address: no DKIM needed, the checks pass
+    // (and re-injection to the closed port 9 fails, which proves it got that far).
+    c.send(&transaction(
+        "XFORWARD NAME=[UNAVAILABLE] ADDR=203.0.113.7\r\n",
+    ))
+    .await;
+    let got = c.replies(5).await;
+    assert_eq!(got[..4], ["250 OK", ok[0], ok[1], ok[2]]);
+    assert!(got[4].starts_with("451 Error re-injecting mail"), "{got:?}");
+
+    // Another client address, or none (it does not carry over from the previous
+    // transaction): the literal needs a signature it cannot have.
+    c.send(&transaction("XFORWARD ADDR=203.0.113.8\r\n")).await;
+    assert_eq!(
+        c.replies(5).await,
+        [
+            "250 OK",
+            ok[0],
+            ok[1],
+            ok[2],
+            "554 5.7.1 No DKIM signature found"
+        ]
+    );
+    c.send(&transaction("")).await;
+    assert_eq!(
+        c.replies(4).await,
+        [ok[0], ok[1], ok[2], "554 5.7.1 No DKIM signature found"]
+    );
+
+    // XFORWARD belongs before MAIL.
+    c.send(b"MAIL FROM:<>\r\nXFORWARD ADDR=203.0.113.7\r\nXFORWARD\r\nRSET\r\nXFORWARD x\r\n")
+        .await;
+    assert_eq!(
+        c.replies(5).await,
+        [
+            "250 OK",
+            "503 5.5.1 Error: MAIL transaction in progress",
+            "503 5.5.1 Error: MAIL transaction in progress",
+            "250 OK",
+            "501 5.5.4 Syntax: XFORWARD attribute=value..."
+        ]
+    );
+}
+
+#[tokio::test]
 async fn incoming_filter_runs_dkim_after_the_encryption_rules() {
     let v = verifier();
     let signer = Signer::new(DOMAIN, "sel1");
@@ -140,6 +359,7 @@ async fn incoming_filter_runs_dkim_after_the_encryption_rules() {
     let incoming = Incoming::new(
         Mailboxes {
             dir: dir.path().to_owned(),
+            domain: "remote.example".into(),
         },
         Some(v),
         Relay::new("127.0.0.1", 9),
@@ -156,13 +376,49 @@ async fn incoming_filter_runs_dkim_after_the_encryption_rules() {
     );
     assert!(incoming.filter(&env, &signer.sign(&msg)).await.is_ok());
 
-    // IP-only relays do not sign; their mail is not DKIM-checked.
-    let ip_msg = String::from_utf8(msg)
-        .unwrap()
-        .replace("alice123@chat.example.org", "alice123@[203.0.113.7]");
+    // IP-only relays do not sign; their mail skips DKIM only when it comes from that
+    // very address, which `filter` (peer unknown) cannot know.
     let ip_env = Envelope {
         mail_from: Some("alice123@[203.0.113.7]".into()),
         ..env.clone()
     };
-    assert!(incoming.filter(&ip_env, ip_msg.as_bytes()).await.is_ok());
+    let ip_msg = from_ip_literal("[203.0.113.7]");
+    assert!(incoming.filter(&ip_env, &ip_msg).await.is_err());
+    let peer = "203.0.113.7".parse().ok();
+    assert!(incoming.filter_from(&ip_env, &ip_msg, peer).await.is_ok());
+}
+
+#[tokio::test]
+async fn mxdeliv_takes_the_peer_from_nginx_real_ip_header() {
+    use chatmaild::filtermail::http::{REAL_IP, mxdeliv};
+    use chatmaild::filtermail::smtp::server::Limits;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = incoming_with(verifier(), &dir);
+    let post = async |real_ip: &[&str]| {
+        let mut req = hyper::Request::builder()
+            .method("POST")
+            .uri("/mxdeliv")
+            .header("X-MAIL-FROM", "alice123@[203.0.113.7]")
+            .header("X-MAIL-TO", RCPT);
+        for ip in real_ip {
+            req = req.header(REAL_IP, *ip);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(from_ip_literal("[203.0.113.7]"))))
+            .unwrap();
+        let (status, text) = mxdeliv(&incoming, req, &Limits::new(100_000)).await;
+        (status.as_u16(), text)
+    };
+    // nginx saw the literal's own address: the checks pass (re-injection to the closed
+    // port 9 then fails temporarily).
+    let (status, text) = post(&["203.0.113.7"]).await;
+    assert_eq!(status, 400);
+    assert!(text.starts_with("451 Error re-injecting mail"), "{text}");
+    let refused = (400, "554 5.7.1 No DKIM signature found".to_owned());
+    for real_ip in [&[][..], &["203.0.113.8"], &["203.0.113.7", "203.0.113.7"]] {
+        assert_eq!(post(real_ip).await, refused, "{real_ip:?}");
+    }
 }

@@ -34,12 +34,20 @@ fn envelope(mail_from: Option<&str>, rcpt: &str) -> Envelope {
 
 /// A mailbox tree where the recipient enforces end-to-end encryption.
 fn enforcing_mailboxes() -> (tempfile::TempDir, Mailboxes) {
+    let (dir, boxes) = opted_out_mailboxes();
+    std::fs::write(dir.path().join(RCPT).join(ENFORCE_E2EE_FILE), b"").unwrap();
+    (dir, boxes)
+}
+
+/// A mailbox tree where the recipient is an account without the marker.
+fn opted_out_mailboxes() -> (tempfile::TempDir, Mailboxes) {
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join(RCPT);
     std::fs::create_dir_all(&user).unwrap();
-    std::fs::write(user.join(ENFORCE_E2EE_FILE), b"").unwrap();
+    std::fs::write(user.join("password"), b"{SHA512-CRYPT}x").unwrap();
     let boxes = Mailboxes {
         dir: dir.path().to_owned(),
+        domain: "remote.example".into(),
     };
     (dir, boxes)
 }
@@ -135,10 +143,7 @@ fn fixtures_use_crlf() {
 
 #[test]
 fn cleartext_passes_when_no_recipient_enforces() {
-    let dir = tempfile::tempdir().unwrap();
-    let boxes = Mailboxes {
-        dir: dir.path().to_owned(),
-    };
+    let (_dir, boxes) = opted_out_mailboxes();
     let msg = load("plain.eml");
     let env = envelope(Some(SENDER), RCPT);
     assert!(incoming::check(&env, &msg, &boxes).is_ok());
@@ -187,6 +192,23 @@ fn autocrypt_setup_message_only_to_oneself() {
     assert!(outgoing::check(&envelope(Some(SENDER), SENDER), &msg).is_ok());
     assert_eq!(
         code(outgoing::check(&envelope(Some(SENDER), RCPT), &msg)),
+        523
+    );
+    // Another spelling of one's own mailbox is still oneself.
+    for to_self in [
+        "alice123+x@chat.example.org",
+        "\"alice123\"@chat.example.org.",
+    ] {
+        assert!(
+            outgoing::check(&envelope(Some(SENDER), to_self), &msg).is_ok(),
+            "{to_self}"
+        );
+    }
+    assert_eq!(
+        code(outgoing::check(
+            &envelope(Some(SENDER), "alice1234@chat.example.org"),
+            &msg
+        )),
         523
     );
     let mut two = envelope(Some(SENDER), SENDER);

@@ -86,6 +86,7 @@ async fn start(max_size: usize) -> (String, Log, tempfile::TempDir) {
     let handler = Incoming::new(
         Mailboxes {
             dir: dir.path().to_owned(),
+            domain: "remote.example".into(),
         },
         None,
         Relay::new("127.0.0.1", sink_port),

@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Filtermail, Signer, fixture, free_port, start_sink, start_txt_server, submit, wait_for_port,
+    Filtermail, Signer, fixture, free_port, start_sink, start_txt_server, submit, submit_with,
+    wait_for_port,
 };
 
 fn enabled() -> bool {
@@ -65,7 +66,8 @@ impl Postfix {
                  smtp_tls_security_level = none\n\
                  message_size_limit = 31457280\n\
                  alias_maps =\n\
-                 alias_database =\n",
+                 alias_database =\n\
+                 smtpd_authorized_xforward_hosts = 127.0.0.0/8\n",
                 queue = queue.display(),
                 data = data.display(),
                 log = dir.join("maillog").display(),
@@ -373,4 +375,56 @@ fn postfix_incoming_requires_an_aligned_dkim_signature() {
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains("DKIM-Signature: "), "{text}");
     assert!(data.ends_with(&message[message.len() - 200..]));
+}
+
+#[test]
+fn postfix_forwards_the_client_address_to_filtermail() {
+    if !enabled() {
+        eprintln!("skipped: set CHATMAIL_POSTFIX_TESTS=1 (root, postfix installed)");
+        return;
+    }
+    // Real DKIM checks against an empty loopback DNS server.
+    let dns = start_txt_server(&[]).to_string();
+    let dir = postfix_dir();
+    let (sink_port, delivered) = start_sink();
+    let (smtp_port, filter_port, reinject_port) = (free_port(), free_port(), free_port());
+    let _filter = start_filtermail(
+        dir.path(),
+        "incoming",
+        filter_port,
+        reinject_port,
+        "",
+        &[(chatmaild::filtermail::DNS_SERVER_ENV, &dns)],
+    );
+    let _postfix = Postfix::start(dir.path(), smtp_port, filter_port, reinject_port, sink_port);
+
+    // Mail from an IPv4 relay: unsigned, with its address as the From domain.
+    let sender = "alice123@[203.0.113.7]";
+    let rcpt = "bob456789@remote.example";
+    let message = String::from_utf8(fixture("encrypted.eml"))
+        .unwrap()
+        .replace("alice123@chat.example.org", sender)
+        .into_bytes();
+
+    // The test client talks to Postfix from 127.0.0.1, which Postfix hands on with
+    // XFORWARD; a loopback peer is never an IP-literal relay.
+    let reply = submit(smtp_port, sender, rcpt, &message);
+    assert_eq!(reply, "554 5.7.1 No DKIM signature found");
+
+    // Postfix takes XFORWARD from the (authorized) test client as if it were a front end
+    // and forwards that address to filtermail, which only sees it if Postfix really
+    // sends XFORWARD ADDR to the proxy filter.
+    let from_relay = ["XFORWARD ADDR=203.0.113.7"];
+    let reply = submit_with(smtp_port, &from_relay, sender, rcpt, &message);
+    assert!(reply.starts_with("250"), "{reply}");
+    let (from, _) = delivered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the IP relay's message reaches the sink");
+    assert_eq!(from, format!("MAIL FROM:<{sender}>"));
+
+    // Another address than the From literal: DKIM needed, none there.
+    let elsewhere = ["XFORWARD ADDR=198.51.100.9"];
+    let reply = submit_with(smtp_port, &elsewhere, sender, rcpt, &message);
+    assert_eq!(reply, "554 5.7.1 No DKIM signature found");
+    assert!(delivered.recv_timeout(Duration::from_secs(3)).is_err());
 }

@@ -86,6 +86,7 @@ fn mutated_messages_get_documented_verdicts() {
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
     let boxes = Mailboxes {
         dir: "/nonexistent-filtermail-test".into(),
+        domain: "remote.example".into(),
     };
     let env = Envelope {
         mail_from: Some("alice123@chat.example.org".into()),

@@ -454,13 +454,18 @@ async fn reinjection_errors_are_passed_back() {
     assert!(reply.starts_with("451 "), "{reply}");
 }
 
+/// Accounts of remote.example: `rcpt` enforces encryption, `nomarker1` does not.
 fn mailboxes_enforcing(rcpt: &str) -> (tempfile::TempDir, Mailboxes) {
     let dir = tempfile::tempdir().unwrap();
-    let user = dir.path().join(rcpt);
-    std::fs::create_dir_all(&user).unwrap();
-    std::fs::write(user.join(ENFORCE_E2EE_FILE), b"").unwrap();
+    for addr in [rcpt, "nomarker1@remote.example"] {
+        let user = dir.path().join(addr);
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::write(user.join("password"), b"{SHA512-CRYPT}x").unwrap();
+    }
+    std::fs::write(dir.path().join(rcpt).join(ENFORCE_E2EE_FILE), b"").unwrap();
     let boxes = Mailboxes {
         dir: dir.path().to_owned(),
+        domain: "remote.example".into(),
     };
     (dir, boxes)
 }
@@ -483,12 +488,8 @@ async fn incoming_policy_and_sender_blanking() {
         "523 Encryption Needed: Invalid Unencrypted Mail"
     );
     assert_eq!(
-        c.mail(
-            SENDER,
-            &["nomarker1@chat.example.org"],
-            &fixture("plain.eml")
-        )
-        .await,
+        c.mail(SENDER, &["nomarker1@remote.example"], &fixture("plain.eml"))
+            .await,
         "250 OK"
     );
     // SRS/forwarding: envelope sender differs from From, re-injected with <>.
@@ -519,6 +520,55 @@ async fn incoming_policy_and_sender_blanking() {
             "<>"
         ]
     );
+}
+
+#[tokio::test]
+async fn no_spelling_of_an_enforcing_recipient_takes_cleartext() {
+    let (sink_port, sink) = Sink::default().start().await;
+    let (_dir, boxes) = mailboxes_enforcing(RCPT);
+    let handler = Incoming::new(boxes, None, Relay::new("127.0.0.1", sink_port));
+    let port = start_filter(handler, Limits::new(100_000)).await;
+    let mut c = Client::connect(port).await;
+    assert!(c.cmd("EHLO postfix").await.starts_with("250"));
+    for rcpt in [
+        "bob456789+tag@remote.example",
+        "\"bob456789\"@remote.example",
+        "BOB456789@Remote.Example",
+        "bob456789@remote.example.",
+        // An account that does not exist gets no exception either.
+        "nobody123@remote.example",
+    ] {
+        assert_eq!(
+            c.mail(SENDER, &[rcpt], &fixture("plain.eml")).await,
+            "523 Encryption Needed: Invalid Unencrypted Mail",
+            "{rcpt}"
+        );
+    }
+    // The unmarked account's spellings all take it.
+    for rcpt in [
+        "nomarker1+x@remote.example",
+        "\"nomarker1\"@remote.example.",
+    ] {
+        assert_eq!(
+            c.mail(SENDER, &[rcpt], &fixture("plain.eml")).await,
+            "250 OK",
+            "{rcpt}"
+        );
+    }
+    // Routing forms of our domain are refused at RCPT, one line each.
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).await, "250 OK");
+    for rcpt in [
+        "bob456789%remote.example@remote.example",
+        "remote.example!bob456789@remote.example",
+        "\"bob456789@remote.example\"@remote.example",
+    ] {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{rcpt}>")).await,
+            format!("550 5.1.3 Routing syntax not allowed in recipient <{rcpt}>")
+        );
+    }
+    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Error: need RCPT command");
+    assert_eq!(sink.delivered().len(), 2);
 }
 
 #[tokio::test]

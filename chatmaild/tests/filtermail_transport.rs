@@ -308,6 +308,7 @@ impl RemoteRelay {
         let incoming = Incoming::new(
             Mailboxes {
                 dir: mailboxes.path().to_owned(),
+                domain: names[0].to_owned(),
             },
             None,
             Relay::new("127.0.0.1", reinject.port()),
@@ -324,9 +325,16 @@ impl RemoteRelay {
     }
 
     fn enforce_e2ee(&self, addr: &str) {
+        self.account(addr);
+        let dir = self.mailboxes.path().join(addr);
+        std::fs::write(dir.join(ENFORCE_E2EE_FILE), b"").unwrap();
+    }
+
+    /// An account without the marker: the only kind that may receive cleartext.
+    fn account(&self, addr: &str) {
         let dir = self.mailboxes.path().join(addr);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(ENFORCE_E2EE_FILE), b"").unwrap();
+        std::fs::write(dir.join("password"), b"{SHA512-CRYPT}x").unwrap();
     }
 }
 
@@ -480,7 +488,8 @@ async fn https_keeps_dot_lines_and_null_sender() {
     let table = Table::default().host("_relay.test", loopback(1));
     let lmtp = transport(table, remote.https_port, closed_port(loopback(1)).await).await;
 
-    // Cleartext is fine for a recipient without the opt-in marker.
+    // Cleartext is fine for an account without the opt-in marker.
+    remote.account("bob456789@_relay.test");
     let message = plain_with_dot_line();
     let replies = Lmtp::connect(lmtp)
         .await
@@ -699,6 +708,7 @@ async fn http_listener_speaks_http_1_0_like_nginx() {
     let incoming = Incoming::new(
         Mailboxes {
             dir: mailboxes.path().to_owned(),
+            domain: "_relay.test".into(),
         },
         None,
         Relay::new("127.0.0.1", reinject.port()),

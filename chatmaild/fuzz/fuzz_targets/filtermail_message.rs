@@ -14,6 +14,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let boxes = Mailboxes {
         dir: "/nonexistent-filtermail-fuzz".into(),
+        domain: "remote.example".into(),
     };
     let _ = data::is_valid(input);
     let message = data::unstuff(input);

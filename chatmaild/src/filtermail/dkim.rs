@@ -10,7 +10,10 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use mail_auth::common::crypto::HashAlgorithm;
+use mail_auth::common::headers::{Writable, Writer};
 use mail_auth::common::resolver::ToFqdn;
+use mail_auth::dkim::{Canonicalization, Signature};
 use mail_auth::{
     AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
 };
@@ -68,12 +71,17 @@ impl DkimVerifier {
             .insert(name.to_fqdn().into_owned().into_boxed_str(), record, far);
     }
 
-    /// Require a valid signature whose `d=` equals `from_domain` (case-insensitive).
+    /// Require a valid signature whose `d=` equals `from_domain` (case-insensitive), whose
+    /// `h=` covers `From` and which, with `l=`, covers the whole body.
     /// `message` is the unstuffed message.
     pub async fn verify(&self, message: &[u8], from_domain: &str) -> Result<(), Reply> {
-        let Some(auth) = AuthenticatedMessage::parse(message) else {
+        // Not strict: mail-auth's strict parsing turns every `l=` signature into an error
+        // before verification; `covers_whole_body` applies our own `l=` rule instead.
+        let Some(mut auth) = AuthenticatedMessage::parse_with_opts(message, None, false) else {
             return Err(Reply::new(500, "Failed to parse message headers"));
         };
+        let body = message.get(auth.body_offset as usize..).unwrap_or_default();
+        rehash_length_limited_bodies(&mut auth.body_hashes, body);
         let has_signature_header = auth
             .headers
             .iter()
@@ -89,7 +97,7 @@ impl DkimVerifier {
             *out.result() == DkimResult::Pass
                 && out
                     .signature()
-                    .is_some_and(|sig| sig.d.eq_ignore_ascii_case(from_domain))
+                    .is_some_and(|sig| vouches_for(sig, from_domain, body))
         });
         if aligned_pass {
             return Ok(());
@@ -105,6 +113,55 @@ impl DkimVerifier {
             outputs.iter().map(|o| o.result()).collect::<Vec<_>>()
         );
         Err(Reply::no_valid_dkim_signature())
+    }
+}
+
+/// Whether a verified signature vouches for the message as the relay sees it: signed by
+/// the `From:` domain itself, over the `From:` header (RFC 6376 §5.4: it MUST be signed;
+/// a signature without it says nothing about the sender), and over the whole body.
+fn vouches_for(sig: &Signature, from_domain: &str, body: &[u8]) -> bool {
+    sig.d.eq_ignore_ascii_case(from_domain)
+        && sig
+            .h
+            .iter()
+            .any(|name| name.trim().eq_ignore_ascii_case("From"))
+        && covers_whole_body(sig, body)
+}
+
+/// `l=` limits the signed body to its first octets (RFC 6376 §3.5), so anything after them
+/// could have been appended by anyone (§8.2). A signature with `l=` counts only when
+/// nothing follows the signed part, which is the case for an unmodified message.
+fn covers_whole_body(sig: &Signature, body: &[u8]) -> bool {
+    if sig.l == 0 {
+        return true;
+    }
+    let mut counter = Counter(0);
+    sig.cb.canonical_body(body, u64::MAX).write(&mut counter);
+    counter.0 <= sig.l
+}
+
+/// The body hash of an `l=` signature per RFC 6376 §3.7: over the first `l` octets of the
+/// *canonicalized* body. mail-auth cuts the raw body at `l` before canonicalizing, which
+/// differs whenever canonicalization shortens the signed part (relaxed whitespace), so
+/// signers that follow the RFC (OpenDKIM) would fail. The hashes of `l=0` stay mail-auth's.
+fn rehash_length_limited_bodies(
+    hashes: &mut [(Canonicalization, HashAlgorithm, u64, Vec<u8>)],
+    body: &[u8],
+) {
+    for (cb, ha, l, bh) in hashes.iter_mut().filter(|(_, _, l, _)| *l > 0) {
+        let mut canonical = Vec::new();
+        cb.canonical_body(body, u64::MAX).write(&mut canonical);
+        canonical.truncate(usize::try_from(*l).unwrap_or(usize::MAX));
+        *bh = ha.hash(&canonical[..]).as_ref().to_vec();
+    }
+}
+
+/// Counts canonicalized body octets instead of hashing them.
+struct Counter(u64);
+
+impl Writer for Counter {
+    fn write(&mut self, buf: &[u8]) {
+        self.0 += buf.len() as u64;
     }
 }
 
@@ -176,5 +233,36 @@ impl ResolverCache<Box<str>, Txt> for TxtCache {
             };
             inner.entries.remove(&oldest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(hashes: &[(Canonicalization, HashAlgorithm, u64, Vec<u8>)]) -> Vec<u8> {
+        hashes[0].3.clone()
+    }
+
+    #[test]
+    fn length_limit_counts_canonical_octets() {
+        // Relaxed canonicalization turns "a  b \r\n\r\n" into "a b\r\n" (5 octets); an
+        // RFC signer puts l=5 and hashes exactly those.
+        let body = b"a  b \r\n\r\n";
+        let mut hashes = vec![(
+            Canonicalization::Relaxed,
+            HashAlgorithm::Sha256,
+            5,
+            Vec::new(),
+        )];
+        rehash_length_limited_bodies(&mut hashes, body);
+        assert_eq!(
+            hash_of(&hashes),
+            HashAlgorithm::Sha256.hash(&b"a b\r\n"[..]).as_ref()
+        );
+        // Unlimited hashes are left alone.
+        let mut unlimited = vec![(Canonicalization::Relaxed, HashAlgorithm::Sha256, 0, vec![1])];
+        rehash_length_limited_bodies(&mut unlimited, body);
+        assert_eq!(hash_of(&unlimited), [1]);
     }
 }

@@ -5,6 +5,10 @@
 //! message is the body. It goes through the same [`Handler`] hooks as a message arriving
 //! by SMTP, so the checks and the re-injection are exactly those of the SMTP listener;
 //! only the framing differs. The answer body is the SMTP reply line.
+//!
+//! The listener is on loopback, so nginx is the only client: its `X-Real-IP` header
+//! (set from `$remote_addr`, replacing any the sender sent) is the delivering relay's
+//! address, the HTTP counterpart of Postfix's XFORWARD.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use super::address::parse_path;
+use super::address::{parse_path, parse_peer_addr};
 use super::data;
 use super::reply::Reply;
 use super::smtp::server::Limits;
@@ -137,11 +141,15 @@ where
     if !data::is_valid(&stuffed) {
         return refused(Reply::invalid_data());
     }
+    let client = client_address(&parts.headers);
     let reply = handler
-        .data(Envelope {
-            data: stuffed,
-            ..envelope
-        })
+        .data_from(
+            Envelope {
+                data: stuffed,
+                ..envelope
+            },
+            client,
+        )
         .await;
     if reply.is_positive() {
         (StatusCode::OK, reply.to_string())
@@ -164,6 +172,18 @@ fn lf_to_crlf(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The relay that connected to nginx; unknown unless nginx set exactly one valid address.
+fn client_address(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let mut values = headers.get_all(REAL_IP).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok().and_then(parse_peer_addr),
+        _ => None,
+    }
+}
+
+/// The header nginx's `/mxdeliv` location sets to `$remote_addr`.
+pub const REAL_IP: &str = "X-Real-IP";
 
 fn refused(reply: Reply) -> (StatusCode, String) {
     (StatusCode::BAD_REQUEST, reply.to_string())
@@ -277,6 +297,33 @@ mod tests {
         assert_eq!(seen[0].rcpt_to, ["b@y.example", "c@y.example"]);
         // Stuffed like SMTP DATA, so the handler can forward it verbatim.
         assert_eq!(seen[0].data, b"From: a@x.example\r\n\r\n..hi\r\n");
+    }
+
+    #[test]
+    fn client_address_only_from_one_valid_header() {
+        let headers = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(REAL_IP, v.parse().unwrap());
+            }
+            map
+        };
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            client_address(&headers(&["203.0.113.7"])),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_address(&headers(&["2001:db8::1"])),
+            ip("2001:db8::1")
+        );
+        assert_eq!(client_address(&headers(&[])), None);
+        assert_eq!(client_address(&headers(&["nginx.example"])), None);
+        // Two values mean something other than nginx set it: trust neither.
+        assert_eq!(
+            client_address(&headers(&["203.0.113.7", "203.0.113.7"])),
+            None
+        );
     }
 
     #[test]

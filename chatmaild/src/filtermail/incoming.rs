@@ -4,16 +4,20 @@
 //! must be encrypted unless every recipient opted out (or it is a bounce or a Secure-Join
 //! request), and the `From:` domain must have DKIM-signed it.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::Direction;
-use super::address::{domain_of, is_ip_literal_domain};
+
+use super::address::{canonical_mailbox, domain_of, has_routing_syntax, ip_literal};
 use super::data::unstuff;
 use super::dkim::DkimVerifier;
 use super::mime::Mail;
 use super::reply::Reply;
 use super::smtp::client::Relay;
 use super::smtp::{Envelope, Handler};
+use crate::doveauth::is_valid_localpart;
+use crate::user::User;
 
 /// Name of the marker file in a mailbox directory that forbids cleartext mail.
 pub const ENFORCE_E2EE_FILE: &str = "enforceE2EEincoming";
@@ -28,20 +32,51 @@ pub struct Accepted {
     pub blank_sender: bool,
 }
 
-/// Where per-recipient opt-outs live.
+/// The relay's accounts: where per-recipient opt-outs live and which domain is ours.
 #[derive(Debug, Clone)]
 pub struct Mailboxes {
+    /// `mailboxes_dir`: one directory per account, named by its full address.
     pub dir: PathBuf,
+    /// The domain part of local addresses (`mail_domain`, `[a.b.c.d]` on IPv4 relays).
+    pub domain: String,
 }
 
 impl Mailboxes {
-    /// Cleartext is allowed for a recipient without the marker file. Addresses that could
-    /// not name a mailbox directory never allow it.
+    /// The RCPT-time rule: a recipient of our domain whose local part would route
+    /// elsewhere (percent hack, bang path, quoted `@`) is refused rather than interpreted,
+    /// since Postfix and the content rules might disagree on the mailbox it names.
+    pub fn check_recipient(&self, rcpt: &str) -> Result<(), Reply> {
+        if self.is_local(&canonical_mailbox(rcpt)) && has_routing_syntax(rcpt) {
+            return Err(Reply::new(
+                550,
+                format!("5.1.3 Routing syntax not allowed in recipient <{rcpt}>"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cleartext is allowed only for an existing account of this relay without the
+    /// marker file, judged on the mailbox the recipient is delivered to. Other domains,
+    /// unknown accounts and names no account can have never allow it.
     pub fn allows_cleartext(&self, rcpt: &str) -> bool {
-        if rcpt.is_empty() || !rcpt.contains('@') || rcpt.contains('/') || rcpt.starts_with('.') {
+        let mailbox = canonical_mailbox(rcpt);
+        if !self.is_local(&mailbox) || has_routing_syntax(rcpt) {
             return false;
         }
-        !self.dir.join(rcpt).join(ENFORCE_E2EE_FILE).exists()
+        let Some((local, _)) = mailbox.rsplit_once('@') else {
+            return false;
+        };
+        // Only names doveauth creates accounts for; this also keeps the path inside `dir`.
+        if !is_valid_localpart(local) {
+            return false;
+        }
+        let user = User::new(self.dir.join(&mailbox), &mailbox);
+        let exists = std::fs::metadata(&user.password_path).is_ok_and(|m| m.len() > 0);
+        exists && user.is_incoming_cleartext_ok()
+    }
+
+    fn is_local(&self, mailbox: &str) -> bool {
+        domain_of(mailbox).eq_ignore_ascii_case(&self.domain)
     }
 }
 
@@ -100,12 +135,24 @@ impl Incoming {
         }
     }
 
-    /// All checks, without forwarding: the accepted envelope sender or the refusal.
+    /// All checks, without forwarding, for a message whose delivering peer is unknown.
     pub async fn filter(&self, envelope: &Envelope, message: &[u8]) -> Result<Accepted, Reply> {
+        self.filter_from(envelope, message, None).await
+    }
+
+    /// All checks, without forwarding: the accepted envelope sender or the refusal.
+    /// `client` is the address of the peer that delivered the message to the relay, as
+    /// Postfix (XFORWARD) or nginx (`X-Real-IP`) reported it.
+    pub async fn filter_from(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        client: Option<IpAddr>,
+    ) -> Result<Accepted, Reply> {
         let accepted = check(envelope, message, &self.mailboxes)?;
         let domain = domain_of(&accepted.from);
         if let Some(dkim) = &self.dkim
-            && !is_ip_literal_domain(domain)
+            && !is_own_literal(domain, client)
         {
             dkim.verify(message, domain).await?;
         }
@@ -113,10 +160,34 @@ impl Incoming {
     }
 }
 
+/// IP-only relays cannot DKIM-sign, so a `From:` domain literal stands in for the
+/// signature only when it is the very address the message came from. Any other literal
+/// (someone else's address, a bogus one, an unknown peer) needs DKIM like a domain, which
+/// it cannot have. A loopback or unspecified peer never counts: that is a local proxy
+/// (nginx's stream front hands `/mxdeliv` over from 127.0.0.1), not a remote relay.
+fn is_own_literal(domain: &str, client: Option<IpAddr>) -> bool {
+    match (ip_literal(domain), client.map(|ip| ip.to_canonical())) {
+        (Some(claimed), Some(peer)) => {
+            !peer.is_loopback() && !peer.is_unspecified() && claimed.to_canonical() == peer
+        }
+        _ => false,
+    }
+}
+
 impl Handler for Incoming {
+    const XFORWARD: bool = true;
+
+    fn rcpt_to(&self, recipient: &str) -> Result<(), Reply> {
+        self.mailboxes.check_recipient(recipient)
+    }
+
     async fn data(&self, envelope: Envelope) -> Reply {
+        self.data_from(envelope, None).await
+    }
+
+    async fn data_from(&self, envelope: Envelope, client: Option<IpAddr>) -> Reply {
         let message = unstuff(&envelope.data);
-        match self.filter(&envelope, &message).await {
+        match self.filter_from(&envelope, &message, client).await {
             Err(reply) => reply,
             Ok(accepted) => {
                 let sender = if accepted.blank_sender {
@@ -136,20 +207,130 @@ impl Handler for Incoming {
 mod tests {
     use super::*;
 
-    #[test]
-    fn marker_file_decides() {
+    /// A mailboxes dir with an unmarked account `open1234`, a marked one `closed123`
+    /// and a directory without password file (`ghost1234`: e.g. left by expiry).
+    fn mailboxes(domain: &str) -> (tempfile::TempDir, Mailboxes) {
         let dir = tempfile::tempdir().unwrap();
         let boxes = Mailboxes {
             dir: dir.path().to_owned(),
+            domain: domain.to_owned(),
         };
-        let user = dir.path().join("a@x.example");
-        std::fs::create_dir_all(&user).unwrap();
-        assert!(boxes.allows_cleartext("a@x.example"));
-        std::fs::write(user.join(ENFORCE_E2EE_FILE), b"").unwrap();
-        assert!(!boxes.allows_cleartext("a@x.example"));
-        assert!(boxes.allows_cleartext("nobody@x.example"));
-        for bad in ["", "no-at", "../a@x.example", "a/b@x.example", "..@x"] {
+        for (name, marker) in [("open1234", false), ("closed123", true)] {
+            let user = User::new(dir.path().join(format!("{name}@{domain}")), "x");
+            std::fs::create_dir_all(&user.maildir).unwrap();
+            std::fs::write(&user.password_path, b"{SHA512-CRYPT}x").unwrap();
+            if marker {
+                std::fs::write(&user.enforce_e2ee_path, b"").unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.path().join(format!("ghost1234@{domain}"))).unwrap();
+        (dir, boxes)
+    }
+
+    /// What the SMTP server hands the hooks: the RCPT TO argument as parsed.
+    fn rcpt(arg: &str) -> String {
+        super::super::address::parse_path(arg).unwrap().unwrap()
+    }
+
+    #[test]
+    fn every_spelling_of_a_marked_mailbox_enforces_encryption() {
+        let (_dir, boxes) = mailboxes("x.example");
+        for arg in [
+            "<closed123@x.example>",
+            "<Closed123@X.EXAMPLE>",
+            "<closed123+tag@x.example>",
+            "<\"closed123\"@x.example>",
+            "<\"closed123+x\"@x.example>",
+            "<closed123@x.example.>",
+            "<@relay.example:closed123@x.example>",
+        ] {
+            assert!(!boxes.allows_cleartext(&rcpt(arg)), "{arg}");
+        }
+    }
+
+    #[test]
+    fn only_an_existing_unmarked_mailbox_allows_cleartext() {
+        let (_dir, boxes) = mailboxes("x.example");
+        for arg in [
+            "<open1234@x.example>",
+            "<OPEN1234+news@x.example>",
+            "<\"open1234\"@x.example.>",
+        ] {
+            assert!(boxes.allows_cleartext(&rcpt(arg)), "{arg}");
+        }
+        for arg in [
+            // No such account, or a directory without password file.
+            "<nobody123@x.example>",
+            "<ghost1234@x.example>",
+            // The same account name at another domain, or our IP literal.
+            "<open1234@other.example>",
+            "<open1234@x.example.other.example>",
+            "<open1234@[203.0.113.7]>",
+            // Routing forms and names no account can have.
+            "<open1234%x.example@x.example>",
+            "<x.example!open1234@x.example>",
+            "<\"open1234@x.example\"@x.example>",
+            "<+open1234@x.example>",
+            "<\"..\"@x.example>",
+            "<\"a/b\"@x.example>",
+            "<\"open 1234\"@x.example>",
+        ] {
+            assert!(!boxes.allows_cleartext(&rcpt(arg)), "{arg}");
+        }
+        for bad in ["", "no-at", "../open1234@x.example", "a/b@x.example"] {
             assert!(!boxes.allows_cleartext(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn ipv4_relay_accounts() {
+        // Accounts of an IPv4 relay are named user@[ip] inside the (bare-IP) mailboxes dir.
+        let (_dir, boxes) = mailboxes("[203.0.113.7]");
+        assert!(boxes.allows_cleartext(&rcpt("<open1234+t@[203.0.113.7]>")));
+        assert!(!boxes.allows_cleartext(&rcpt("<closed123@[203.0.113.7]>")));
+        assert!(!boxes.allows_cleartext(&rcpt("<open1234@203.0.113.7>")));
+        assert!(boxes.check_recipient("a%b@[203.0.113.7]").is_err());
+    }
+
+    #[test]
+    fn routing_forms_are_refused_at_rcpt_for_our_domain_only() {
+        let (_dir, boxes) = mailboxes("x.example");
+        for arg in [
+            "<closed123%other.example@x.example>",
+            "<other.example!closed123@x.example>",
+            "<\"closed123%other.example\"@X.example.>",
+            "<\"closed123@other.example\"@x.example>",
+        ] {
+            let reply = boxes.check_recipient(&rcpt(arg)).unwrap_err();
+            assert_eq!(reply.code, 550, "{arg}");
+            assert!(reply.text.starts_with("5.1.3 "), "{reply}");
+        }
+        for arg in [
+            "<closed123+x@x.example>",
+            "<\"closed123\"@x.example>",
+            "<a%b@other.example>",
+        ] {
+            assert_eq!(boxes.check_recipient(&rcpt(arg)), Ok(()), "{arg}");
+        }
+    }
+
+    #[test]
+    fn literal_from_skips_dkim_only_for_its_own_peer() {
+        let peer = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(is_own_literal("[203.0.113.7]", peer("203.0.113.7")));
+        assert!(is_own_literal("[203.0.113.7]", peer("::ffff:203.0.113.7")));
+        assert!(is_own_literal("[ipv6:2001:db8::1]", peer("2001:db8::1")));
+        assert!(!is_own_literal("[203.0.113.7]", peer("203.0.113.8")));
+        assert!(!is_own_literal("[203.0.113.7]", None));
+        assert!(!is_own_literal("[999.0.113.7]", peer("203.0.113.7")));
+        assert!(!is_own_literal("[foo]", peer("203.0.113.7")));
+        assert!(!is_own_literal("203.0.113.7", peer("203.0.113.7")));
+        for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+            assert!(
+                !is_own_literal(&format!("[{local}]"), peer(local)),
+                "{local}"
+            );
+        }
+        assert!(!is_own_literal("[ipv6:::1]", peer("::1")));
     }
 }

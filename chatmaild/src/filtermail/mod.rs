@@ -124,6 +124,7 @@ impl Settings {
             max_user_send_burst_size: config.max_user_send_burst_size,
             mailboxes: Mailboxes {
                 dir: config.mailboxes_dir.clone(),
+                domain: config.mail_domain.clone(),
             },
             skip_dkim,
             dns_server,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::Direction;
+use super::address::canonical_mailbox;
 use super::data::unstuff;
 use super::mime::Mail;
 use super::ratelimit::RateLimiter;
@@ -64,8 +65,9 @@ pub fn check(envelope: &Envelope, message: &[u8]) -> Result<(), Reply> {
         return Ok(());
     }
     log::info!("Outgoing: Filtering unencrypted mail.");
+    // "To oneself" means the same mailbox, whichever spelling the client chose.
     if envelope.rcpt_to.len() == 1
-        && envelope.rcpt_to[0].eq_ignore_ascii_case(mail_from)
+        && canonical_mailbox(&envelope.rcpt_to[0]) == canonical_mailbox(mail_from)
         && mail.is_autocrypt_setup_message()
     {
         return Ok(());

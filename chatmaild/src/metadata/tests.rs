@@ -190,6 +190,27 @@ async fn token_registration_and_lookup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_caps_fail_the_commit() {
+    use crate::metadata::tokens::{MAX_TOKEN_BYTES, MAX_TOKENS};
+    let f = fixture("http://127.0.0.1:9/notify", "");
+    let commit = async |token: &str| session(&f.dict, &set_token(token)).await[2].clone();
+    for i in 0..MAX_TOKENS {
+        assert_eq!(commit(&format!("tok-{i}")).await.as_deref(), Some("O\n"));
+    }
+    assert_eq!(commit("tok-new").await.as_deref(), Some("F\n"));
+    assert_eq!(
+        commit("tok-0").await.as_deref(),
+        Some("O\n"),
+        "re-set at the cap"
+    );
+    let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(commit(&long).await.as_deref(), Some("F\n"));
+    let key = "priv/5cbe730f146fea6535be0d003dd4fc98/devicetoken";
+    let stored = lookup(&f, key).await.unwrap();
+    assert_eq!(stored.split(' ').count(), MAX_TOKENS, "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_for_unknown_user_dir_fails_commit() {
     let f = fixture("http://127.0.0.1:9/notify", "");
     let r = session(

@@ -4,6 +4,14 @@
 //! Tokens expire 90 days after the client last set them (clients refresh them), and
 //! timestamps in the future are treated as invalid. Expired tokens are pruned whenever the
 //! file is modified or a read notices them.
+//!
+//! Every stored token costs one push request per incoming message, so an account holds at
+//! most [`MAX_TOKENS`] tokens of at most [`MAX_TOKEN_BYTES`] each. Delta Chat registers one
+//! token per device: a plain APNs (64 hex digits) or FCM (about 160 characters) token, or
+//! since the notification proxy takes them encrypted, `openpgp:` plus the base64 of an
+//! OpenPGP message whose plaintext is the token padded to 512 bytes (about 1 KB in all).
+//! 16 tokens are several devices plus the stale tokens of reinstalled apps until they
+//! expire; 4096 bytes are four times the encrypted token and leave room for a larger key.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -19,6 +27,25 @@ pub const DEVICETOKEN_KEY: &str = "devicetoken";
 const TOKEN_LIFETIME: i64 = 90 * 86_400;
 const CLOCK_SKEW: i64 = 60;
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tokens per account; see the module comment for the numbers.
+pub const MAX_TOKENS: usize = 16;
+/// Bytes per token.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// Tokens travel space-separated (GETMETADATA answers) and in HTTP requests: printable
+/// ASCII without blanks is what every real token is made of.
+fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(Error::TokenRefused("empty"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::TokenRefused("longer than 4096 bytes"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::TokenRefused("not printable ASCII"));
+    }
+    Ok(())
+}
 
 fn is_valid(timestamp: &Value, now: i64) -> bool {
     timestamp
@@ -77,15 +104,26 @@ impl TokenStore {
         }
     }
 
-    /// Add a token or refresh its timestamp.
+    /// Add a token or refresh its timestamp. A new token beyond [`MAX_TOKENS`] (after
+    /// expired ones are pruned) is refused; refreshing a stored one always works.
     pub fn add(&self, addr: &str, token: &str) -> Result<()> {
         self.add_at(addr, token, now_secs())
     }
 
     pub fn add_at(&self, addr: &str, token: &str, now: i64) -> Result<()> {
+        check_token(token)?;
+        let mut full = false;
         self.modify_at(addr, now, |tokens| {
-            tokens.insert(token.to_owned(), Value::from(now));
-        })
+            if tokens.contains_key(token) || tokens.len() < MAX_TOKENS {
+                tokens.insert(token.to_owned(), Value::from(now));
+            } else {
+                full = true;
+            }
+        })?;
+        if full {
+            return Err(Error::TokenRefused("too many tokens for this address"));
+        }
+        Ok(())
     }
 
     /// Forget a token (the notification service said it is gone).
@@ -273,16 +311,65 @@ mod tests {
     fn concurrent_adds_keep_every_token() {
         let (_tmp, s) = store();
         std::thread::scope(|scope| {
-            for t in 0..8 {
+            for t in 0..4 {
                 let s = &s;
                 scope.spawn(move || {
-                    for i in 0..10 {
+                    for i in 0..4 {
                         s.add(A, &format!("tok-{t}-{i}")).unwrap();
                     }
                 });
             }
         });
-        assert_eq!(s.tokens(A).unwrap().len(), 80);
+        assert_eq!(s.tokens(A).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn token_count_is_capped_but_refresh_works_at_the_cap() {
+        let (_tmp, s) = store();
+        let now = 1_800_000_000;
+        for i in 0..MAX_TOKENS {
+            s.add_at(A, &format!("tok-{i}"), now).unwrap();
+        }
+        let err = s.add_at(A, "one-too-many", now).unwrap_err();
+        assert!(matches!(err, Error::TokenRefused(_)), "{err}");
+        assert_eq!(s.tokens_at(A, now).unwrap().len(), MAX_TOKENS);
+        // Re-setting a stored token refreshes it.
+        s.add_at(A, "tok-3", now + 100).unwrap();
+        // Other accounts have their own budget.
+        s.add_at(B, "one-too-many", now).unwrap();
+        // Once tokens expire, there is room again.
+        let later = now + TOKEN_LIFETIME + 1;
+        s.add_at(A, "fresh", later).unwrap();
+        let mut left = s.tokens_at(A, later).unwrap();
+        left.sort();
+        assert_eq!(left, ["fresh", "tok-3"]);
+    }
+
+    #[test]
+    fn token_size_and_characters() {
+        let (_tmp, s) = store();
+        // The shapes Delta Chat sends: APNs hex, FCM, and an OpenPGP-encrypted token.
+        let apns = "a1".repeat(32);
+        let fcm = format!("cXk9:APA91b{}", "Zz-_9".repeat(30));
+        let encrypted = format!("openpgp:{}", "wV4D".repeat(240) + "==");
+        let largest = "x".repeat(MAX_TOKEN_BYTES);
+        for token in [&apns, &fcm, &encrypted, &largest] {
+            s.add(A, token).unwrap();
+        }
+        for bad in [
+            "".to_owned(),
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+            "two tokens".to_owned(),
+            "tab\tinside".to_owned(),
+            "nul\0".to_owned(),
+            "ümlaut".to_owned(),
+        ] {
+            assert!(
+                matches!(s.add(A, &bad), Err(Error::TokenRefused(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(s.tokens(A).unwrap().len(), 4);
     }
 
     #[test]

@@ -100,6 +100,17 @@ fn sink_session(stream: TcpStream, tx: &mpsc::Sender<Delivered>) {
 /// Submit one message over SMTP. Returns the first reply that is not positive (the
 /// refusal of `MAIL`, `RCPT` or `DATA`) or else the reply to the final dot.
 pub fn submit(port: u16, from: &str, to: &str, message: &[u8]) -> String {
+    submit_with(port, &[], from, to, message)
+}
+
+/// The same with `before_mail` commands (e.g. XFORWARD) sent after EHLO.
+pub fn submit_with(
+    port: u16,
+    before_mail: &[&str],
+    from: &str,
+    to: &str,
+    message: &[u8],
+) -> String {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -117,12 +128,14 @@ pub fn submit(port: u16, from: &str, to: &str, message: &[u8]) -> String {
     };
     assert!(reply().starts_with("220"));
     let mut result = None;
-    for cmd in [
-        "EHLO client.test".to_owned(),
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{to}>"),
-        "DATA".to_owned(),
-    ] {
+    let commands = std::iter::once("EHLO client.test".to_owned())
+        .chain(before_mail.iter().map(|c| c.to_string()))
+        .chain([
+            format!("MAIL FROM:<{from}>"),
+            format!("RCPT TO:<{to}>"),
+            "DATA".to_owned(),
+        ]);
+    for cmd in commands {
         wr.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
         let r = reply();
         if !(r.starts_with('2') || r.starts_with('3')) {
@@ -283,11 +296,21 @@ impl Signer {
 
     /// The message with a DKIM-Signature header prepended.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.sign_with(
+            message,
+            &["From", "To", "Subject", "Date", "Message-ID"],
+            false,
+        )
+    }
+
+    /// The same with a chosen `h=` list and, with `body_length`, an `l=` tag.
+    pub fn sign_with(&self, message: &[u8], headers: &[&str], body_length: bool) -> Vec<u8> {
         use mail_auth::common::headers::HeaderWriter;
         let sig = mail_auth::dkim::DkimSigner::from_key(self.key())
             .domain(self.domain)
             .selector(self.selector)
-            .headers(["From", "To", "Subject", "Date", "Message-ID"])
+            .headers(headers.iter().copied())
+            .body_length(body_length)
             .sign(message)
             .unwrap();
         let mut out = sig.to_header().into_bytes();

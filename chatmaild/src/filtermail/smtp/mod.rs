@@ -8,6 +8,7 @@ pub mod command;
 pub mod server;
 
 use std::future::Future;
+use std::net::IpAddr;
 
 use super::reply::Reply;
 
@@ -23,6 +24,11 @@ pub struct Envelope {
 
 /// What a filtermail mode decides at each step of a transaction.
 pub trait Handler: Send + Sync + 'static {
+    /// Announce XFORWARD in the EHLO reply, so that Postfix's `smtpd_proxy_filter` tells
+    /// the address of the client it is talking to (`XFORWARD ADDR=...`), which reaches
+    /// [`Handler::data_from`]. Only handlers whose rules depend on it ask for it.
+    const XFORWARD: bool = false;
+
     fn mail_from(&self, _sender: Option<&str>) -> Result<(), Reply> {
         Ok(())
     }
@@ -33,6 +39,17 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Check and forward a complete message; the reply goes back to the client.
     fn data(&self, envelope: Envelope) -> impl Future<Output = Reply> + Send;
+
+    /// The same, knowing the address of the peer that delivered the message to the relay
+    /// (Postfix's XFORWARD `ADDR`, nginx's `X-Real-IP`). Only a handler whose rules
+    /// depend on it overrides this.
+    fn data_from(
+        &self,
+        envelope: Envelope,
+        _client: Option<IpAddr>,
+    ) -> impl Future<Output = Reply> + Send {
+        self.data(envelope)
+    }
 
     /// The same in an LMTP session (RFC 2033): one reply per recipient, in RCPT order.
     /// A filter decides per message, so by default every recipient gets its one reply;

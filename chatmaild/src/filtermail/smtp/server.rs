@@ -1,6 +1,7 @@
 //! SMTP/LMTP server loop: one task per connection, bounded memory per line and message.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +128,8 @@ where
     let mut rcpt_to: Vec<String> = Vec::new();
     let mut line = Vec::with_capacity(256);
     let mut lmtp = false;
+    // What XFORWARD said about Postfix's client, for the transaction that follows.
+    let mut client: Option<IpAddr> = None;
 
     loop {
         line.clear();
@@ -142,12 +145,35 @@ where
             "500 5.5.2 Error: line too long\r\n".into()
         } else {
             match command::parse(&line) {
-                Command::Helo => "250-filtermail\r\n250 OK\r\n".into(),
+                Command::Helo => {
+                    client = None;
+                    "250-filtermail\r\n250 OK\r\n".into()
+                }
                 hello @ (Command::Ehlo | Command::Lhlo) => {
                     lmtp = hello == Command::Lhlo;
                     mail_from = None;
                     rcpt_to.clear();
-                    "250-filtermail\r\n250-8BITMIME\r\n250 OK\r\n".into()
+                    client = None;
+                    if H::XFORWARD && !lmtp {
+                        "250-filtermail\r\n250-8BITMIME\r\n250-XFORWARD ADDR\r\n250 OK\r\n".into()
+                    } else {
+                        "250-filtermail\r\n250-8BITMIME\r\n250 OK\r\n".into()
+                    }
+                }
+                Command::Xforward(_) if !H::XFORWARD || lmtp => {
+                    "500 Command not recognized\r\n".into()
+                }
+                Command::Xforward(_) if mail_from.is_some() => {
+                    "503 5.5.1 Error: MAIL transaction in progress\r\n".into()
+                }
+                Command::Xforward(Err(())) => {
+                    "501 5.5.4 Syntax: XFORWARD attribute=value...\r\n".into()
+                }
+                Command::Xforward(Ok(addr)) => {
+                    if let Some(addr) = addr {
+                        client = addr;
+                    }
+                    Reply::ok().to_line()
                 }
                 Command::Mail(_) if mail_from.is_some() => {
                     "503 5.5.1 Error: nested MAIL command\r\n".into()
@@ -191,6 +217,8 @@ where
                         data: Vec::new(),
                     };
                     let recipients = envelope.rcpt_to.len();
+                    // Postfix sends XFORWARD again for every transaction.
+                    let client = client.take();
                     let replies = match received {
                         Received::Closed => return Ok(()),
                         Received::TooBig => vec![Reply::message_too_big()],
@@ -205,7 +233,7 @@ where
                             if lmtp {
                                 handler.lmtp_data(envelope).await
                             } else {
-                                vec![handler.data(envelope).await]
+                                vec![handler.data_from(envelope, client).await]
                             }
                         }
                     };
@@ -218,6 +246,7 @@ where
                 Command::Rset => {
                     mail_from = None;
                     rcpt_to.clear();
+                    client = None;
                     Reply::ok().to_line()
                 }
                 Command::Noop => Reply::ok().to_line(),
