@@ -23,6 +23,10 @@ fn ports(c: &Config) -> Vec<(u16, &'static [&'static str])> {
         (993, &["dovecot", "imap-login"][..]),
         (3340, &["iroh-relay"][..]),
         (8443, &["nginx"][..]),
+        // the 443 front's PROXY-protocol hops (HTTPS, SMTPS, IMAPS)
+        (8444, &["nginx"][..]),
+        (8465, &["nginx"][..]),
+        (8993, &["nginx"][..]),
         (c.postfix_reinject_port, smtpd),
         (c.postfix_reinject_port_incoming, smtpd),
         (c.filtermail_smtp_port, filtermail),
