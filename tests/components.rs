@@ -327,9 +327,20 @@ fn iroh_relay_mtail_and_turn_run_and_answer() {
     let off = relay.deploy_skipping(skip, &args);
     assert_eq!(off.code, 0, "{}", off.stderr);
     assert_eq!(
-        relay
-            .host
-            .sh("systemctl is-active mtail.service; systemctl is-enabled mtail.service; true"),
-        "inactive\ndisabled\n"
+        relay.host.sh("systemctl is-active mtail.service; true"),
+        "inactive\n"
+    );
+    // unit, binary and programs are gone, so `status` does not list a dead unit
+    assert_eq!(
+        relay.host.sh(
+            "ls -d /etc/systemd/system/mtail.service /usr/local/bin/mtail /etc/mtail 2>/dev/null; true"
+        ),
+        ""
+    );
+    let quiet = relay.deploy_skipping(skip, &args);
+    assert!(
+        quiet.last_line().starts_with("summary: 0 changed, "),
+        "{}",
+        quiet.stdout
     );
 }

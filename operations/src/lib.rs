@@ -21,8 +21,8 @@ pub use error::Error;
 pub use plan::{Change, ChangeKind, Plan, plan};
 pub use report::{NullReporter, Reporter};
 pub use resource::{
-    Command, Directory, Download, File, Group, Guard, Notify, Package, Removed, Resource, Service,
-    Symlink, User,
+    Command, Directory, Download, File, Group, Guard, Notify, PROTECTED_TREES, Package, Removed,
+    RemovedTree, Resource, Service, Symlink, User,
 };
 pub use restarts::PENDING_FILE;
 pub use state::State;

@@ -168,6 +168,7 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
             Resource::Directory(d) => p.directory(d)?,
             Resource::Symlink(s) => p.symlink(s)?,
             Resource::Removed(r) => p.removed(r)?,
+            Resource::RemovedTree(r) => p.removed_tree(r)?,
             Resource::Group(g) => p.group(g),
             Resource::User(u) => p.user(u),
             Resource::Service(s) => p.service(s),
@@ -507,6 +508,28 @@ impl Planner<'_> {
                 Ok(())
             }
         }
+    }
+
+    fn removed_tree(&mut self, r: &RemovedTree) -> Result<(), Error> {
+        if let Some(why) = r.refusal() {
+            return Err(Error::Invalid(why));
+        }
+        let Some(have) = self.facts.paths.get(&r.path) else {
+            self.unchanged += 1;
+            return Ok(());
+        };
+        let what = if have.kind == PathKind::Directory {
+            "directory"
+        } else {
+            "file"
+        };
+        self.push(Change::new(
+            ChangeKind::Remove,
+            &r.path,
+            format!("{what} {}: remove with everything in it", r.path),
+            format!("rm -rf -- {}", facts::shell::quote(&r.path)),
+        ));
+        Ok(())
     }
 
     fn group(&mut self, g: &Group) {

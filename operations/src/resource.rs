@@ -117,6 +117,65 @@ pub struct Removed {
     pub notify: Vec<Notify>,
 }
 
+/// A directory that must not exist, with everything in it: for what the state's own earlier
+/// versions (or the tool it replaces) installed and nothing else, e.g. an old virtualenv.
+/// Refused at plan time for top-level and system directories and for the places that hold
+/// user data.
+#[derive(Debug, Clone)]
+pub struct RemovedTree {
+    pub path: String,
+}
+
+/// Trees that may hold mail, accounts, keys or certificates: never removed recursively.
+pub const PROTECTED_TREES: &[&str] = &[
+    "/home",
+    "/root",
+    "/var/lib/acme",
+    "/var/mail",
+    "/var/spool",
+    "/var/vmail",
+    "/etc/dkimkeys",
+    "/etc/ssl",
+];
+
+/// System directories (their contents belong to many packages): never removed as a whole.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var/lib",
+    "/var/log",
+    "/var/cache",
+    "/etc/apt",
+    "/etc/systemd",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/etc/systemd/system",
+    "/usr/lib/systemd",
+];
+
+impl RemovedTree {
+    /// Why this path may not be removed recursively, if so.
+    pub fn refusal(&self) -> Option<String> {
+        let depth = self.path.split('/').filter(|c| !c.is_empty()).count();
+        let protected = PROTECTED_TREES
+            .iter()
+            .find(|p| self.path == **p || self.path.starts_with(&format!("{p}/")));
+        if self.path.contains("/../") || self.path.ends_with("/..") || self.path.contains("/./") {
+            Some(format!("{}: not a plain path", self.path))
+        } else if depth < 2 || SYSTEM_DIRS.contains(&self.path.as_str()) {
+            Some(format!(
+                "{}: a system directory, never removed as a whole",
+                self.path
+            ))
+        } else {
+            protected.map(|p| format!("{}: {p} holds user data, never removed", self.path))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
@@ -224,9 +283,38 @@ pub enum Resource {
     Directory(Directory),
     Symlink(Symlink),
     Removed(Removed),
+    RemovedTree(RemovedTree),
     Group(Group),
     User(User),
     Service(Service),
     Download(Download),
     Command(Command),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_with_user_data_or_near_the_root_are_never_removed() {
+        let refusal = |p: &str| RemovedTree { path: p.into() }.refusal();
+        assert_eq!(refusal("/usr/local/lib/chatmaild/venv"), None);
+        assert_eq!(refusal("/etc/mtail"), None);
+        for p in [
+            "/",
+            "/usr",
+            "/usr/local",
+            "/usr/local/lib",
+            "/etc",
+            "/etc/systemd/system",
+            "/home/vmail/mail",
+            "/home/vmail",
+            "/etc/dkimkeys/x",
+            "/var/lib/acme/live",
+            "/usr/local/../../home/vmail",
+            "/etc/ssl/private",
+        ] {
+            assert!(refusal(p).is_some(), "{p}");
+        }
+    }
 }

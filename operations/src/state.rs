@@ -130,6 +130,7 @@ impl Resource {
             Resource::Directory(d) => Some(&d.path),
             Resource::Symlink(s) => Some(&s.path),
             Resource::Removed(r) => Some(&r.path),
+            Resource::RemovedTree(r) => Some(&r.path),
             Resource::Download(d) => Some(&d.path),
             _ => None,
         }
@@ -144,5 +145,15 @@ macro_rules! into_resource {
     )*};
 }
 into_resource!(
-    Package, File, Directory, Symlink, Removed, Group, User, Service, Download, Command
+    Package,
+    File,
+    Directory,
+    Symlink,
+    Removed,
+    RemovedTree,
+    Group,
+    User,
+    Service,
+    Download,
+    Command
 );

@@ -1,6 +1,6 @@
 //! Accounts, the base system, legacy cleanup and the journal.
 
-use operations::{Directory, File, Group, Removed, Service, State, User};
+use operations::{Directory, File, Group, Removed, RemovedTree, Service, State, User};
 
 use super::{Component, Relay};
 
@@ -61,8 +61,15 @@ impl Component for Base {
     }
 }
 
-/// What older relays left behind.
+/// What older relays left behind, and what upstream's cmdeploy installs that this relay
+/// replaces (its Python services lived in a virtualenv built from an uploaded sdist).
 pub struct Legacy;
+
+/// cmdeploy's Python install: our units and binaries replace everything in it.
+const CMDEPLOY_TREES: &[&str] = &[
+    "/usr/local/lib/chatmaild/venv",
+    "/usr/local/lib/chatmaild/dist",
+];
 
 impl Component for Legacy {
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
@@ -94,6 +101,12 @@ impl Component for Legacy {
             "mta-sts-daemon.service",
         ] {
             s.service(Service::stopped(unit));
+        }
+        // after configure: the units that ran from the virtualenv are ours by now
+        for path in CMDEPLOY_TREES {
+            s.add(RemovedTree {
+                path: (*path).into(),
+            });
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! mtail: relay metrics from the journal, only where chatmail.ini sets mtail_address; a relay
 //! whose ini no longer sets it stops exporting them.
 
-use operations::{Directory, Package, Service, State};
+use operations::{Directory, Package, Removed, RemovedTree, Service, State};
 
 use super::{Component, Relay, pinned};
 
@@ -47,13 +47,22 @@ impl Component for Mtail {
     }
 }
 
-/// mtail_address unset: a metrics endpoint deployed earlier stops and stays off (the binary
-/// and programs stay, so setting the address again is a quick change).
+/// mtail_address unset: a metrics endpoint deployed earlier (by us or by cmdeploy, which
+/// leaves a disabled unit behind) is stopped and removed, unit, binary and programs.
 pub struct MtailOff;
 
 impl Component for MtailOff {
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.service(Service::stopped(UNIT));
+        for path in ["/etc/systemd/system/mtail.service", "/usr/local/bin/mtail"] {
+            s.add(Removed {
+                path: path.into(),
+                notify: vec![],
+            });
+        }
+        s.add(RemovedTree {
+            path: "/etc/mtail".into(),
+        });
         Ok(())
     }
 }
