@@ -227,7 +227,7 @@ fn envelope_sender_case_does_not_matter() {
 #[test]
 fn hostile_messages_fail_for_their_reason() {
     use chatmaild::filtermail::Direction::Outgoing;
-    use chatmaild::filtermail::mime::{Mail, NotPgpMime as N};
+    use chatmaild::filtermail::mime::{Ambiguity, Mail, NotPgpMime as N};
     use chatmaild::filtermail::openpgp::NotEncrypted as P;
 
     let reason = |name: &str| {
@@ -248,7 +248,10 @@ fn hostile_messages_fail_for_their_reason() {
     assert_eq!(reason("wrong-control-version.eml"), N::FirstPartBody);
     assert_eq!(
         reason("duplicate-content-type.eml"),
-        N::DuplicateContentType
+        N::Ambiguous(Ambiguity::DuplicateField {
+            part: 0,
+            name: "Content-Type"
+        })
     );
     assert_eq!(
         reason("encrypted-version-header.eml"),

@@ -10,6 +10,7 @@ use super::Direction;
 use super::address::{domain_of, is_ip_literal_domain};
 use super::data::unstuff;
 use super::dkim::DkimVerifier;
+use super::header;
 use super::mime::Mail;
 use super::reply::Reply;
 use super::smtp::client::Relay;
@@ -51,6 +52,7 @@ pub fn check(
     message: &[u8],
     mailboxes: &Mailboxes,
 ) -> Result<Accepted, Reply> {
+    header::check(message).map_err(|e| Reply::invalid_header(&e))?;
     let mail = Mail::parse(message);
     let from = mail
         .from_address()
@@ -81,7 +83,7 @@ pub fn check(
         return Ok(accepted);
     }
     log::warn!("Rejected unencrypted mail from: {}", accepted.from);
-    Err(Reply::encryption_needed())
+    Err(mail.encryption_needed())
 }
 
 pub struct Incoming {
