@@ -361,3 +361,130 @@ fn postfix_rewrites_from_only_for_local_header_rewrite_clients() {
     assert_eq!(from_of(postfix.plain, "\"x\"@chat.example.org"), "x@chat.example.org");
     assert_eq!(from_of(postfix.plain, "alice123"), "alice123@relay.test");
 }
+
+// ------------------------------------------------- the fuzz comparison, on stable
+
+#[path = "../fuzz/fuzz_targets/postfix_header_model.rs"]
+mod postfix_header_model;
+
+/// xorshift64*: reproducible inputs without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Header lines, good and hostile, that the generator strings together.
+const PIECES: &[&[u8]] = &[
+    b"From: <alice123@chat.example.org>",
+    b"Content-Type: multipart/encrypted; boundary=\"XYZ\"",
+    b"Subject: hi",
+    b"X-Bad Name: v",
+    b"no colon",
+    b": v",
+    b"X-Obs : v",
+    b"X-Obs\t: v",
+    b" folded",
+    b"\tfolded",
+    b" ",
+    b"\t \t",
+    b"",
+    b"--XYZ",
+    b"From alice Tue Dec  1 10:00:00 2026",
+    b"X-\xc3\xa4: v",
+    b"X-V: \xc3\xa4",
+    b"X-N\0: v",
+    b"X-V: a\0b",
+    b"X-C: a\rb",
+    b"\r",
+    b"a:",
+    b"a:b",
+    b":",
+    b"X-\x7f: v",
+    b"X-T:\tv",
+    b"X-S:   ",
+];
+
+fn generate(rng: &mut Rng) -> Vec<u8> {
+    let mut m = Vec::new();
+    for _ in 0..rng.below(8) {
+        match rng.below(20) {
+            // a long name or value, near the 998/2048 limits
+            0 => {
+                let n = [997, 998, 999, 2046, 2047, 2048, 3000][rng.below(7)];
+                m.extend(std::iter::repeat_n(b'n', n));
+                m.extend_from_slice(b": v");
+            }
+            1 => {
+                m.extend_from_slice(b"X-L: ");
+                m.extend(std::iter::repeat_n(b'v', 1000 + rng.below(70_000)));
+            }
+            _ => m.extend_from_slice(PIECES[rng.below(PIECES.len())]),
+        }
+        m.extend_from_slice(if rng.below(6) == 0 { b"\n" } else { b"\r\n" });
+    }
+    if rng.below(4) > 0 {
+        m.extend_from_slice(b"\r\nbody\r\n");
+    }
+    // A few random byte flips.
+    for _ in 0..rng.below(3) {
+        if !m.is_empty() {
+            let i = rng.below(m.len());
+            m[i] = [b' ', b'\t', b':', b'\r', b'\n', 0, b'a', 0xe4][rng.below(8)];
+        }
+    }
+    m
+}
+
+/// The `filtermail_header` fuzz target's comparison over generated inputs, so that CI
+/// checks it without nightly.
+#[test]
+fn mailparse_agrees_on_accepted_headers() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut accepted, total) = (0, 5000);
+    for _ in 0..total {
+        let input = generate(&mut rng);
+        match postfix_header_model::compare(&input) {
+            Ok(true) => accepted += 1,
+            Ok(false) => {}
+            Err(e) => panic!("{e}\ninput: {:?}", String::from_utf8_lossy(&input)),
+        }
+    }
+    // Both kinds must be common, or the generator tests nothing.
+    assert!(accepted > total / 10, "only {accepted} of {total} accepted");
+    assert!(accepted < total * 9 / 10, "{accepted} of {total} accepted");
+}
+
+/// The fixtures (the fuzz target's seeds) too.
+#[test]
+fn mailparse_agrees_on_the_fixtures() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filtermail");
+    let mut files = Vec::new();
+    for sub in [dir.clone(), dir.join("deltachat")] {
+        for entry in std::fs::read_dir(sub).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 40);
+    for path in files {
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(
+            postfix_header_model::compare(&raw),
+            Ok(true),
+            "{}",
+            path.display()
+        );
+    }
+}
