@@ -295,3 +295,99 @@ fn field_name(line: &[u8]) -> Result<usize, NotAField> {
     }
     Ok(colon)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(raw: &str) -> HeaderError {
+        check(raw.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn accepted_header_fields_and_body_start() {
+        let raw = b"From: a@b.example\r\nSubject: hi\r\n  there\r\nX-Empty:\r\n\r\nbody\r\n";
+        let header = check(raw).unwrap();
+        let fields: Vec<_> = header.fields.iter().map(|f| (f.name, f.value, f.line)).collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"From"[..], &b" a@b.example"[..], 1),
+                (b"Subject", b" hi\r\n  there", 2),
+                (b"X-Empty", b"", 4),
+            ]
+        );
+        assert_eq!(&raw[header.body_start..], b"body\r\n");
+        // No empty line: all header, no body.
+        assert_eq!(check(b"A: b\r\n").unwrap().body_start, 6);
+        assert_eq!(check(b"").unwrap().fields, []);
+        // LF-only line ends, as Postfix and mailparse take them.
+        assert_eq!(check(b"A: b\n c\n\nbody").unwrap().body_start, 9);
+        // 8-bit values are fine (RFC 6532).
+        assert!(check("X: J\u{f6}rg\r\n\r\n".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn lines_that_are_not_fields() {
+        let not_a_field = |line: &str, why| {
+            assert_eq!(
+                error(&format!("From: a@b\r\n{line}\r\nContent-Type: text/plain\r\n\r\n")),
+                HeaderError::NotAField { line: 2, why },
+                "{line:?}"
+            );
+        };
+        not_a_field("X-Bad Name: v", NotAField::SpaceInName);
+        not_a_field("no colon", NotAField::NoColon);
+        not_a_field(": v", NotAField::EmptyName);
+        not_a_field("X-B\u{e4}d: v", NotAField::ControlOr8BitInName);
+        not_a_field("X-\u{7f}: v", NotAField::ControlOr8BitInName);
+        not_a_field("From alice@b Tue Dec  1 10:00:00 2026", NotAField::SpaceInName);
+        not_a_field("--boundary", NotAField::NoColon);
+        not_a_field("X-Obsolete : v", NotAField::SpaceBeforeColon);
+        not_a_field("X-Obsolete\t: v", NotAField::SpaceBeforeColon);
+        not_a_field(&format!("{}: v", "n".repeat(999)), NotAField::NameTooLong);
+        assert!(check(format!("{}: v\r\n", "n".repeat(998)).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn other_refusals() {
+        assert_eq!(error(" X: v\r\n\r\n"), HeaderError::FirstLineIsContinuation);
+        assert_eq!(error("\tX: v\r\n\r\n"), HeaderError::FirstLineIsContinuation);
+        assert_eq!(
+            error("A: b\r\n   \r\nC: d\r\n\r\n"),
+            HeaderError::WhitespaceOnlyLine { line: 2 }
+        );
+        assert_eq!(error("A: b\0c\r\n\r\n"), HeaderError::Nul { line: 1 });
+        assert_eq!(error("A: b\rc\r\n\r\n"), HeaderError::BareCr { line: 1 });
+        assert_eq!(error("A: b\r\r\n\r\n"), HeaderError::BareCr { line: 1 });
+        // The body is not the header's business.
+        assert!(check(b"A: b\r\n\r\nX Y\0\r\r\n").is_ok());
+    }
+
+    #[test]
+    fn field_length_limit() {
+        let field = |len: usize| format!("X: {}\r\n\r\n", "v".repeat(len - 5));
+        assert!(check(field(FIELD_LIMIT).as_bytes()).is_ok());
+        assert_eq!(
+            error(&field(FIELD_LIMIT + 1)),
+            HeaderError::FieldTooLong { line: 1 }
+        );
+        // Folded: the logical field counts.
+        let folded = format!("X: a\r\n{}", format!(" {}\r\n", "v".repeat(998)).repeat(70));
+        assert_eq!(error(&folded), HeaderError::FieldTooLong { line: 1 });
+    }
+
+    #[test]
+    fn postfix_model_header_end() {
+        assert_eq!(postfix_header_end(b"A: b\r\n\r\nbody"), 6);
+        assert_eq!(postfix_header_end(b"A: b\r\nX Y: v\r\nC: d\r\n\r\n"), 6);
+        assert_eq!(postfix_header_end(b" A: b\r\n\r\n"), 0);
+        // Postfix goes on where the strict check refuses.
+        assert_eq!(postfix_header_end(b"A: b\r\n \r\nC : d\r\n\r\n"), 16);
+        let colon_at = |n: usize| format!("{}: v\r\n\r\n", "n".repeat(n));
+        assert_eq!(postfix_header_end(colon_at(2047).as_bytes()), 2052);
+        assert_eq!(postfix_header_end(colon_at(2048).as_bytes()), 0);
+        assert_eq!(postfix_field_name_len(b"Name \t: v"), Some(4));
+        assert_eq!(postfix_field_name_len(b"Na me: v"), None);
+    }
+}
