@@ -480,9 +480,11 @@ fn mailparse_agrees_on_the_fixtures() {
     assert!(files.len() > 40);
     for path in files {
         let raw = std::fs::read(&path).unwrap();
+        // The `header-*` fixtures are the hostile headers: refused by both.
+        let hostile = path.file_name().unwrap().to_string_lossy().starts_with("header-");
         assert_eq!(
             postfix_header_model::compare(&raw),
-            Ok(true),
+            Ok(!hostile),
             "{}",
             path.display()
         );
