@@ -247,7 +247,11 @@ fn variants() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("colon at offset 2047", colon_at_2047.into_bytes(), true),
         ("colon at offset 2048", colon_at_2048.into_bytes(), false),
         ("NUL in value", b"X-Nul: a\0b".to_vec(), true),
-        ("8-bit value", "X-Value: J\u{f6}rg".as_bytes().to_vec(), true),
+        (
+            "8-bit value",
+            "X-Value: J\u{f6}rg".as_bytes().to_vec(),
+            true,
+        ),
     ]
 }
 
@@ -265,7 +269,10 @@ fn postfix_ends_the_header_where_the_model_says() {
         let message = with_line_before_content_type(&line);
         let stored = roundtrip(postfix.norewrite, &delivered, &message);
         let kept = contains(stored_header(&stored), CONTENT_TYPE.as_bytes());
-        let model = contains(&message[..header::postfix_header_end(&message)], CONTENT_TYPE.as_bytes());
+        let model = contains(
+            &message[..header::postfix_header_end(&message)],
+            CONTENT_TYPE.as_bytes(),
+        );
         if kept != postfix_field || model != postfix_field {
             wrong.push(format!(
                 "{name}: postfix kept Content-Type={kept}, model={model}, expected {postfix_field}\n{}",
@@ -354,11 +361,16 @@ fn postfix_rewrites_from_only_for_local_header_rewrite_clients() {
     for from in cases {
         let rewritten = from_of(postfix.plain, from);
         let kept = from_of(postfix.norewrite, from);
-        report.push(format!("{from:?}: default {rewritten:?}, norewrite {kept:?}"));
+        report.push(format!(
+            "{from:?}: default {rewritten:?}, norewrite {kept:?}"
+        ));
         assert_eq!(kept, from, "local_header_rewrite_clients= keeps From");
     }
     eprintln!("{}", report.join("\n"));
-    assert_eq!(from_of(postfix.plain, "\"x\"@chat.example.org"), "x@chat.example.org");
+    assert_eq!(
+        from_of(postfix.plain, "\"x\"@chat.example.org"),
+        "x@chat.example.org"
+    );
     assert_eq!(from_of(postfix.plain, "alice123"), "alice123@relay.test");
 }
 
@@ -481,7 +493,11 @@ fn mailparse_agrees_on_the_fixtures() {
     for path in files {
         let raw = std::fs::read(&path).unwrap();
         // The `header-*` fixtures are the hostile headers: refused by both.
-        let hostile = path.file_name().unwrap().to_string_lossy().starts_with("header-");
+        let hostile = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("header-");
         assert_eq!(
             postfix_header_model::compare(&raw),
             Ok(!hostile),

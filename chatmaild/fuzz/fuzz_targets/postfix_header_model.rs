@@ -46,7 +46,7 @@ fn is_header_buf(record: &[u8]) -> Option<(usize, bool)> {
                 S::Init => return None,
                 _ => state = S::Space,
             },
-            c if c == 0 || c >= 0x80 || c < 0x20 || c == 0x7f => return None,
+            c if !(0x21..=0x7e).contains(&c) => return None,
             _ => {
                 if state == S::Space {
                     return None;
@@ -197,7 +197,11 @@ pub fn compare(input: &[u8]) -> Result<bool, String> {
     }
     for ((p, f), (name, value)) in parsed.iter().zip(&header.fields).zip(&model.fields) {
         if p.get_key_raw() != name.as_slice() || f.name != name.as_slice() {
-            return Err(format!("name: mailparse {:?}, model {:?}", p.get_key(), name));
+            return Err(format!(
+                "name: mailparse {:?}, model {:?}",
+                p.get_key(),
+                name
+            ));
         }
         let want = skip_spaces(value);
         if normalize(p.get_value_raw()) != want || skip_spaces(&normalize(f.value)) != want {

@@ -223,10 +223,8 @@ pub fn check(raw: &[u8]) -> Result<Header<'_>, HeaderError> {
             }
             field.end = line.start + line.text.len();
         } else {
-            let name_len = field_name(line.text).map_err(|why| HeaderError::NotAField {
-                line: number,
-                why,
-            })?;
+            let name_len = field_name(line.text)
+                .map_err(|why| HeaderError::NotAField { line: number, why })?;
             if let Some(field) = open.take() {
                 fields.push(field.close(raw)?);
             }
@@ -280,7 +278,9 @@ fn field_name(line: &[u8]) -> Result<usize, NotAField> {
     }
     if let Some(last_printable) = name.iter().rposition(|&b| !is_space_tab(b))
         && last_printable + 1 < name.len()
-        && name[..=last_printable].iter().all(|b| (0x21..=0x7e).contains(b))
+        && name[..=last_printable]
+            .iter()
+            .all(|b| (0x21..=0x7e).contains(b))
     {
         return Err(NotAField::SpaceBeforeColon);
     }
@@ -308,7 +308,11 @@ mod tests {
     fn accepted_header_fields_and_body_start() {
         let raw = b"From: a@b.example\r\nSubject: hi\r\n  there\r\nX-Empty:\r\n\r\nbody\r\n";
         let header = check(raw).unwrap();
-        let fields: Vec<_> = header.fields.iter().map(|f| (f.name, f.value, f.line)).collect();
+        let fields: Vec<_> = header
+            .fields
+            .iter()
+            .map(|f| (f.name, f.value, f.line))
+            .collect();
         assert_eq!(
             fields,
             [
@@ -331,7 +335,9 @@ mod tests {
     fn lines_that_are_not_fields() {
         let not_a_field = |line: &str, why| {
             assert_eq!(
-                error(&format!("From: a@b\r\n{line}\r\nContent-Type: text/plain\r\n\r\n")),
+                error(&format!(
+                    "From: a@b\r\n{line}\r\nContent-Type: text/plain\r\n\r\n"
+                )),
                 HeaderError::NotAField { line: 2, why },
                 "{line:?}"
             );
@@ -341,7 +347,10 @@ mod tests {
         not_a_field(": v", NotAField::EmptyName);
         not_a_field("X-B\u{e4}d: v", NotAField::ControlOr8BitInName);
         not_a_field("X-\u{7f}: v", NotAField::ControlOr8BitInName);
-        not_a_field("From alice@b Tue Dec  1 10:00:00 2026", NotAField::SpaceInName);
+        not_a_field(
+            "From alice@b Tue Dec  1 10:00:00 2026",
+            NotAField::SpaceInName,
+        );
         not_a_field("--boundary", NotAField::NoColon);
         not_a_field("X-Obsolete : v", NotAField::SpaceBeforeColon);
         not_a_field("X-Obsolete\t: v", NotAField::SpaceBeforeColon);
@@ -352,7 +361,10 @@ mod tests {
     #[test]
     fn other_refusals() {
         assert_eq!(error(" X: v\r\n\r\n"), HeaderError::FirstLineIsContinuation);
-        assert_eq!(error("\tX: v\r\n\r\n"), HeaderError::FirstLineIsContinuation);
+        assert_eq!(
+            error("\tX: v\r\n\r\n"),
+            HeaderError::FirstLineIsContinuation
+        );
         assert_eq!(
             error("A: b\r\n   \r\nC: d\r\n\r\n"),
             HeaderError::WhitespaceOnlyLine { line: 2 }

@@ -59,14 +59,34 @@ pub enum NotPgpMime {
 /// `part` numbers parts depth-first, the message itself being part 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ambiguity {
-    DuplicateField { part: usize, name: &'static str },
-    DuplicateParameter { part: usize, name: String },
-    EncodedWordInContentType { part: usize },
-    Rfc2231Parameter { part: usize, name: String },
-    NonAsciiContentType { part: usize },
-    MalformedParameter { part: usize },
-    DelimiterPrefix { part: usize },
-    PartHeader { part: usize, error: header::HeaderError },
+    DuplicateField {
+        part: usize,
+        name: &'static str,
+    },
+    DuplicateParameter {
+        part: usize,
+        name: String,
+    },
+    EncodedWordInContentType {
+        part: usize,
+    },
+    Rfc2231Parameter {
+        part: usize,
+        name: String,
+    },
+    NonAsciiContentType {
+        part: usize,
+    },
+    MalformedParameter {
+        part: usize,
+    },
+    DelimiterPrefix {
+        part: usize,
+    },
+    PartHeader {
+        part: usize,
+        error: header::HeaderError,
+    },
     /// mailparse refuses the message; Delta Chat could not read it either.
     Unparsable,
 }
@@ -74,7 +94,9 @@ pub enum Ambiguity {
 impl std::fmt::Display for Ambiguity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Ambiguity::DuplicateField { part, name } => write!(f, "two {name} fields in part {part}"),
+            Ambiguity::DuplicateField { part, name } => {
+                write!(f, "two {name} fields in part {part}")
+            }
             Ambiguity::DuplicateParameter { part, name } => {
                 write!(f, "two {name} parameters in part {part}")
             }
@@ -284,9 +306,7 @@ fn single_address(from: &MailHeader<'_>) -> Option<String> {
 pub fn canonical_address(addr: &str) -> String {
     let addr = addr.trim().to_lowercase();
     if let Some((local, domain)) = addr.rsplit_once('@')
-        && let Some(inner) = local
-            .strip_prefix('"')
-            .and_then(|l| l.strip_suffix('"'))
+        && let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"'))
         && is_dot_atom(inner)
     {
         return format!("{inner}@{domain}");
@@ -431,9 +451,7 @@ fn has_delimiter_prefix(p: &ParsedMail<'_>, boundary: &str) -> bool {
     body.split(|&b| b == b'\n').any(|line| {
         line.strip_prefix(delimiter.as_bytes()).is_some_and(|rest| {
             let rest = rest.strip_prefix(b"--").unwrap_or(rest);
-            !rest
-                .iter()
-                .all(|&b| matches!(b, b' ' | b'\t' | b'\r'))
+            !rest.iter().all(|&b| matches!(b, b' ' | b'\t' | b'\r'))
         })
     })
 }
