@@ -16,7 +16,11 @@
 //!   that is not a field (`X-Bad Name: v`, `no colon`, `: v`, an mbox `From ` line, a
 //!   `--boundary` line). Then Postfix writes an empty line of its own and stores the rest,
 //!   the offending line included, as the body;
-//! * a field longer than `header_size_limit` (102400) is cut there.
+//! * a field longer than `header_size_limit` (102400) is cut there (the header goes on);
+//! * `name : v` is stored as `name: v`, and a value is stored cut at a NUL byte.
+//!
+//! (Each point is checked against a real Postfix 3.7 in
+//! `tests/filtermail_postfix_header.rs`.)
 //!
 //! mail-parser and mailparse (the parser of Delta Chat) both read past every such line
 //! and find the `Content-Type` after it (mailparse makes `no colon\r` or `--boundary\r` a
@@ -27,8 +31,9 @@
 //! `mailparse_agrees_on_accepted_headers` compare them).
 //!
 //! Besides, [`check`] refuses what the three read differently even though the header goes
-//! on: a space before the colon (mailparse keeps it in the name, so `Content-Type :` is
-//! not a Content-Type for Delta Chat but is one for other readers), a whitespace-only
+//! on: a space before the colon (mailparse keeps it in the name, so filtermail would not
+//! see `Content-Type :` as a Content-Type, but Postfix stores it as `Content-Type:` and
+//! Delta Chat then does), a whitespace-only
 //! line (a continuation for Postfix and mailparse, an empty line for some others), a
 //! first line that is a continuation (mailparse fails, Postfix ends the header before it
 //! starts), NUL and bare CR bytes.

@@ -123,7 +123,10 @@ impl std::fmt::Display for Ambiguity {
 
 impl<'a> Mail<'a> {
     pub fn parse(raw: &'a [u8]) -> Mail<'a> {
-        match mailparse::parse_mail(raw) {
+        // mailparse asserts internal invariants of its RFC 2231 decoding; should one ever
+        // fail on hostile input, that is an unreadable message, not a crashed filter.
+        let parsed = std::panic::catch_unwind(|| mailparse::parse_mail(raw));
+        match parsed.unwrap_or(Err(mailparse::MailParseError::Generic("parser panic"))) {
             Ok(parsed) => {
                 let ambiguity = find_ambiguity(&parsed);
                 Mail {
