@@ -92,6 +92,30 @@ const TABLE: &[(&str, u16, u16)] = &[
     ("from-forged.eml", 500, 0),
     ("from-display-name-trick.eml", 0, 0),
     ("from-injected-crlf.eml", 0, 0),
+    // Boundaries that occur inside `-----BEGIN PGP MESSAGE-----` (mail-parser found them
+    // there and refused these).
+    ("encrypted-boundary-b.eml", 0, 0),
+    ("encrypted-boundary-e.eml", 0, 0),
+    ("encrypted-boundary-beg.eml", 0, 0),
+    // A header line that Postfix's cleanup takes as the end of the header (it would store
+    // a text/plain message), or that readers see differently.
+    ("header-space-in-name.eml", 554, 554),
+    ("header-no-colon.eml", 554, 554),
+    ("header-empty-name.eml", 554, 554),
+    ("header-8bit-name.eml", 554, 554),
+    ("header-mbox-from.eml", 554, 554),
+    ("header-boundary-line.eml", 554, 554),
+    ("header-whitespace-line.eml", 554, 554),
+    ("header-space-before-colon.eml", 554, 554),
+    ("header-nul.eml", 554, 554),
+    ("header-first-line-continuation.eml", 554, 554),
+    ("header-content-type-too-long.eml", 554, 554),
+    // Content-Type parameters that mailparse (Delta Chat) reads differently from others.
+    ("ambiguous-two-boundaries.eml", 523, 523),
+    ("ambiguous-encoded-word.eml", 523, 523),
+    ("ambiguous-rfc2231.eml", 523, 523),
+    // `"alice123"@chat.example.org` is alice123@chat.example.org.
+    ("from-quoted-local-part.eml", 0, 0),
     // Cleartext.
     ("plain.eml", 523, 523),
     ("mdn.eml", 523, 523),
@@ -249,7 +273,7 @@ fn envelope_sender_case_does_not_matter() {
 #[test]
 fn hostile_messages_fail_for_their_reason() {
     use chatmaild::filtermail::Direction::Outgoing;
-    use chatmaild::filtermail::mime::{Mail, NotPgpMime as N};
+    use chatmaild::filtermail::mime::{Ambiguity, Mail, NotPgpMime as N};
     use chatmaild::filtermail::openpgp::NotEncrypted as P;
 
     let reason = |name: &str| {
@@ -270,7 +294,10 @@ fn hostile_messages_fail_for_their_reason() {
     assert_eq!(reason("wrong-control-version.eml"), N::FirstPartBody);
     assert_eq!(
         reason("duplicate-content-type.eml"),
-        N::DuplicateContentType
+        N::Ambiguous(Ambiguity::DuplicateField {
+            part: 0,
+            name: "Content-Type"
+        })
     );
     assert_eq!(
         reason("encrypted-version-header.eml"),
@@ -358,4 +385,90 @@ fn real_deltachat_messages_pass() {
             "{name} extended"
         );
     }
+}
+
+/// The replies name the reason: the header line and what is wrong with it, or what makes
+/// the MIME ambiguous.
+#[test]
+fn header_and_ambiguity_replies() {
+    let (_dir, boxes) = enforcing_mailboxes();
+    let env = envelope(Some(SENDER), RCPT);
+    let replies = |name: &str| {
+        let msg = load(name);
+        let out = outgoing::check(&env, &msg).unwrap_err().to_string();
+        let inc = incoming::check(&env, &msg, &boxes).unwrap_err().to_string();
+        assert_eq!(out, inc, "{name}: both directions give the same reply");
+        out
+    };
+    assert_eq!(
+        replies("header-space-in-name.eml"),
+        "554 5.6.0 Invalid message header: header line 7 is not a header field \
+         (space in the field name)"
+    );
+    assert_eq!(
+        replies("header-no-colon.eml"),
+        "554 5.6.0 Invalid message header: header line 7 is not a header field (no colon)"
+    );
+    assert_eq!(
+        replies("header-first-line-continuation.eml"),
+        "554 5.6.0 Invalid message header: header line 1 is a continuation line"
+    );
+    assert_eq!(
+        replies("header-whitespace-line.eml"),
+        "554 5.6.0 Invalid message header: header line 7 is whitespace only"
+    );
+    assert_eq!(
+        replies("header-nul.eml"),
+        "554 5.6.0 Invalid message header: header line 7 contains a NUL byte"
+    );
+    assert_eq!(
+        replies("header-content-type-too-long.eml"),
+        "554 5.6.0 Invalid message header: header field at line 7 is longer than 65536 bytes"
+    );
+    assert_eq!(
+        replies("ambiguous-two-boundaries.eml"),
+        "523 Encryption Needed: Invalid Unencrypted Mail \
+         (ambiguous MIME: two boundary parameters in part 0)"
+    );
+    assert_eq!(
+        replies("ambiguous-encoded-word.eml"),
+        "523 Encryption Needed: Invalid Unencrypted Mail \
+         (ambiguous MIME: encoded word in Content-Type of part 0)"
+    );
+    assert_eq!(
+        replies("ambiguous-rfc2231.eml"),
+        "523 Encryption Needed: Invalid Unencrypted Mail \
+         (ambiguous MIME: RFC 2231 parameter boundary*0 in part 0)"
+    );
+}
+
+/// The header refusal does not depend on the recipients: a message Postfix would store
+/// differently is refused even for recipients who accept cleartext.
+#[test]
+fn header_refusal_for_every_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = Mailboxes {
+        dir: dir.path().to_owned(),
+    };
+    let env = envelope(Some(SENDER), RCPT);
+    let msg = load("header-space-in-name.eml");
+    assert_eq!(code(incoming::check(&env, &msg, &open).map(|_| ())), 554);
+    // Ambiguous MIME only loses the encrypted verdict: cleartext recipients still get it.
+    let msg = load("ambiguous-two-boundaries.eml");
+    assert!(incoming::check(&env, &msg, &open).is_ok());
+}
+
+/// A quoted local part that needs no quotes is the unquoted address, in `From:` and in
+/// the envelope.
+#[test]
+fn quoted_local_part_is_the_plain_address() {
+    let (_dir, boxes) = enforcing_mailboxes();
+    let msg = load("from-quoted-local-part.eml");
+    let env = envelope(Some(SENDER), RCPT);
+    let accepted = incoming::check(&env, &msg, &boxes).unwrap();
+    assert_eq!(accepted.from, SENDER);
+    assert!(!accepted.blank_sender);
+    let quoted = envelope(Some("\"alice123\"@chat.example.org"), RCPT);
+    assert_eq!(outgoing::check(&quoted, &load("encrypted.eml")), Ok(()));
+    assert_eq!(outgoing::check(&quoted, &msg), Ok(()));
 }

@@ -106,15 +106,16 @@ fn mutated_messages_get_documented_verdicts() {
                 let mail = Mail::parse(&msg);
                 assert!(mail.is_encrypted(Direction::Outgoing) || mail.is_securejoin());
             }
-            Err(r) => assert!(matches!(r.code, 500 | 523), "{r}"),
+            Err(r) => assert!(matches!(r.code, 500 | 523 | 554), "{r}"),
         }
         match incoming::check(&env, &msg, &boxes) {
             Ok(_) => {}
-            Err(r) => assert!(matches!(r.code, 500 | 523), "{r}"),
+            Err(r) => assert!(matches!(r.code, 500 | 523 | 554), "{r}"),
         }
     }
     // Mutations are small, so many still pass; none passing would mean the test is broken.
-    assert!(accepted > 50, "only {accepted} accepted");
+    // (A quarter of the seeds are hostile headers that stay refused.)
+    assert!(accepted > 40, "only {accepted} accepted");
 }
 
 struct Accept;

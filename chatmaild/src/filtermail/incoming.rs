@@ -12,6 +12,7 @@ use super::Direction;
 use super::address::{canonical_mailbox, domain_of, has_routing_syntax, ip_literal};
 use super::data::unstuff;
 use super::dkim::DkimVerifier;
+use super::header;
 use super::mime::Mail;
 use super::reply::Reply;
 use super::smtp::client::Relay;
@@ -86,6 +87,7 @@ pub fn check(
     message: &[u8],
     mailboxes: &Mailboxes,
 ) -> Result<Accepted, Reply> {
+    header::check(message).map_err(|e| Reply::invalid_header(&e))?;
     let mail = Mail::parse(message);
     let from = mail
         .from_address()
@@ -116,7 +118,7 @@ pub fn check(
         return Ok(accepted);
     }
     log::warn!("Rejected unencrypted mail from: {}", accepted.from);
-    Err(Reply::encryption_needed())
+    Err(mail.encryption_needed())
 }
 
 pub struct Incoming {

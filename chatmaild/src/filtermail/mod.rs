@@ -4,6 +4,8 @@
 //!   encryption required.
 //! * [`incoming`]: before-queue filter for port 25: encryption required unless every
 //!   recipient opted out, DKIM signature of the `From:` domain required.
+//! * [`header`]: the message header as Postfix stores it; headers it could read
+//!   differently are refused.
 //! * [`mime`] and [`openpgp`]: what counts as encrypted.
 //! * [`smtp`]: the embedded SMTP server and the re-injection client.
 //!
@@ -15,6 +17,7 @@
 pub mod address;
 pub mod data;
 pub mod dkim;
+pub mod header;
 pub mod http;
 pub mod incoming;
 pub mod mime;

@@ -9,7 +9,8 @@ use std::time::Instant;
 use super::Direction;
 use super::address::canonical_mailbox;
 use super::data::unstuff;
-use super::mime::Mail;
+use super::header;
+use super::mime::{Mail, canonical_address};
 use super::ratelimit::RateLimiter;
 use super::reply::Reply;
 use super::smtp::client::Relay;
@@ -49,12 +50,13 @@ impl Outgoing {
 
 /// The content rules for one outgoing message (unstuffed bytes).
 pub fn check(envelope: &Envelope, message: &[u8]) -> Result<(), Reply> {
+    header::check(message).map_err(|e| Reply::invalid_header(&e))?;
     let mail = Mail::parse(message);
     let mail_from = envelope.mail_from.as_deref().unwrap_or("");
     let from = mail
         .from_address()
         .map_err(|raw| Reply::invalid_from_header(&raw))?;
-    if !from.eq_ignore_ascii_case(mail_from) {
+    if from != canonical_address(mail_from) {
         return Err(Reply::new(
             500,
             format!("Invalid FROM <{from}> for <{mail_from}>"),
@@ -73,7 +75,7 @@ pub fn check(envelope: &Envelope, message: &[u8]) -> Result<(), Reply> {
         return Ok(());
     }
     log::warn!("Rejected unencrypted mail from: {mail_from}");
-    Err(Reply::encryption_needed())
+    Err(mail.encryption_needed())
 }
 
 impl Handler for Outgoing {

@@ -46,6 +46,21 @@ impl Reply {
         Reply::new(552, "Message exceeds maximum size")
     }
 
+    /// The encryption refusal for a message whose MIME structure readers could see
+    /// differently: upstream's text, then why.
+    pub fn encryption_needed_ambiguous(why: &impl fmt::Display) -> Reply {
+        Reply::new(
+            523,
+            format!("Encryption Needed: Invalid Unencrypted Mail (ambiguous MIME: {why})"),
+        )
+    }
+
+    /// A header that Postfix would end or cut early, or that readers see differently
+    /// (see `header`).
+    pub fn invalid_header(why: &impl fmt::Display) -> Reply {
+        Reply::new(554, format!("5.6.0 Invalid message header: {why}"))
+    }
+
     pub fn invalid_data() -> Reply {
         Reply::new(500, "Invalid DATA")
     }
