@@ -87,6 +87,8 @@ impl User {
                 std::io::Error::new(ErrorKind::InvalidData, "password file is not UTF-8"),
             )
         })?;
+        // a hash never ends in whitespace; a file written by hand (echo) often does
+        let password = password.trim_end_matches(['\n', '\r']).to_owned();
         Ok(Some(UserRecord {
             addr: self.addr.clone(),
             home: self.maildir.to_string_lossy().into_owned(),
@@ -209,6 +211,12 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+        // a file written by hand with a final newline still holds the same hash
+        std::fs::write(&u.password_path, "{SHA512-CRYPT}$6$abc$def\n").unwrap();
+        assert_eq!(
+            u.record().unwrap().unwrap().password,
+            "{SHA512-CRYPT}$6$abc$def"
+        );
     }
 
     #[test]

@@ -446,10 +446,7 @@ fn header_and_ambiguity_replies() {
 /// differently is refused even for recipients who accept cleartext.
 #[test]
 fn header_refusal_for_every_recipient() {
-    let dir = tempfile::tempdir().unwrap();
-    let open = Mailboxes {
-        dir: dir.path().to_owned(),
-    };
+    let (_dir, open) = opted_out_mailboxes();
     let env = envelope(Some(SENDER), RCPT);
     let msg = load("header-space-in-name.eml");
     assert_eq!(code(incoming::check(&env, &msg, &open).map(|_| ())), 554);
