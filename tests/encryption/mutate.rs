@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use super::cases::ATTACK;
 use super::oracle::{self, Reader};
-use super::site::{Mailbox, PEER, Path, Site, find, queue_ids, session};
+use super::site::{Mailbox, PEER, Path, Site, find, session};
 
 /// Connections per path.
 const WORKERS: usize = 4;
@@ -458,6 +458,11 @@ fn boundary_positions(body: &[u8], boundary: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The text naming message `index` in its Message-ID.
+fn token(seed: u64, index: usize) -> String {
+    format!("mut-{seed}-{index}-")
+}
+
 fn mix(seed: u64, index: usize) -> u64 {
     seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
@@ -476,6 +481,8 @@ pub fn build(seed: u64, index: usize, fixtures: &[Vec<u8>], sender: &str, rcpt: 
     let mut m = Msg::parse(&fixtures[fixture]);
     m.set_header("From", &format!("<{from}>"));
     m.set_header("To", &format!("<{rcpt}>"));
+    // what finds the stored copy (the relay's reply carries no queue ID)
+    m.set_header("Message-ID", &format!("<{}@enc.test>", token(seed, index)));
     let n = rng.gen_range(1..=3);
     let names: Vec<String> = (0..n).map(|_| mutate(&mut m, &mut rng)).collect();
     let what = format!("#{index} dc-{:02} via {}: {}", fixture + 1, path.name(), names.join(" + "));
@@ -569,9 +576,7 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
                 match outcome.code {
                     250 => {
                         sh.summary.accepted += 1;
-                        if let Some(id) = outcome.queue_id() {
-                            sh.accepted.insert(id, what);
-                        }
+                        sh.accepted.insert(token(seed, index), what);
                     }
                     500..=599 => *sh.summary.refused.entry(outcome.code).or_default() += 1,
                     code => {
@@ -595,18 +600,20 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
 
     let mut sh = shared.lock().await;
     sh.summary.secs = started.elapsed().as_secs_f64();
-    let stored_ids: Vec<String> = sh.stored_ids.keys().cloned().collect();
-    let mut lost: Vec<String> = sh
-        .accepted
-        .iter()
-        .filter(|(id, _)| !stored_ids.contains(id))
-        .map(|(id, what)| format!("accepted as {id} but not stored: {what}"))
-        .collect();
-    lost.sort();
     if sh.summary.stored < sh.summary.accepted {
-        lost.insert(0, format!("{} accepted, {} stored", sh.summary.accepted, sh.summary.stored));
+        let mut lost: Vec<String> = sh
+            .accepted
+            .iter()
+            .filter(|(id, _)| !sh.stored_ids.contains_key(*id))
+            .map(|(_, what)| format!("accepted but not stored (or its token lost): {what}"))
+            .collect();
+        lost.sort();
+        lost.insert(
+            0,
+            format!("{} accepted, {} stored", sh.summary.accepted, sh.summary.stored),
+        );
+        sh.summary.problems.extend(lost.into_iter().take(20));
     }
-    sh.summary.problems.extend(lost.into_iter().take(20));
     std::mem::replace(
         &mut sh.summary,
         Summary { seed, sent: 0, accepted: 0, refused: BTreeMap::new(), stored: 0, violations: 0, secs: 0.0, problems: Vec::new() },
@@ -617,15 +624,20 @@ fn judge_batch(sh: &mut Shared, batch: &[Vec<u8>], address: &str) {
     let reader = Reader { address, enforcing: true };
     for stored in batch {
         sh.summary.stored += 1;
-        let ids = queue_ids(stored);
-        let what = ids
-            .iter()
-            .find_map(|id| sh.accepted.get(id).cloned())
-            .unwrap_or_else(|| format!("(queue IDs {ids:?} not among the accepted)"));
-        for id in ids {
-            if sh.accepted.contains_key(&id) {
-                *sh.stored_ids.entry(id).or_default() += 1;
-            }
+        // the token survives most mutations; a stored copy without one is still judged
+        let id = find(stored, b"<mut-").and_then(|i| {
+            let rest = &stored[i + 1..];
+            let end = rest.iter().position(|&b| b == b'@')?;
+            Some(String::from_utf8_lossy(&rest[..end]).to_string())
+        });
+        let what = id
+            .as_ref()
+            .and_then(|id| sh.accepted.get(id).cloned())
+            .unwrap_or_else(|| format!("(stored message {id:?} not among the accepted)"));
+        if let Some(id) = id
+            && sh.accepted.contains_key(&id)
+        {
+            *sh.stored_ids.entry(id).or_default() += 1;
         }
         if let Err(why) = oracle::judge(stored, &reader) {
             sh.summary.violations += 1;

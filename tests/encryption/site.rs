@@ -70,20 +70,12 @@ impl Path {
 }
 
 /// The relay's answer to one message: the SMTP reply (for /mxdeliv, the reply line in the
-/// HTTP body) and the queue ID of an accepted message.
+/// HTTP body). filtermail answers a bare `250 OK`, so stored copies are found by a token
+/// in the message, not by a queue ID.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub code: u16,
     pub text: String,
-}
-
-impl Outcome {
-    /// `250 2.0.0 Ok: queued as 4Xyz` -> `4Xyz`: the ID Postfix also writes into the
-    /// `Received:` header of the stored copy, which ties a stored message to its send.
-    pub fn queue_id(&self) -> Option<String> {
-        let (_, id) = self.text.split_once("queued as ")?;
-        Some(id.split_whitespace().next()?.to_string())
-    }
 }
 
 pub fn connector() -> Connector {
@@ -112,11 +104,10 @@ pub async fn opt_out_account(site: &Site) -> Account {
     account
 }
 
-/// One SMTP session on a path: authenticated for submission, anonymous from this machine
-/// for port 25.
+/// One session on a path: SMTP authenticated for submission, anonymous from this machine
+/// for port 25; an HTTPS client for /mxdeliv.
 pub enum Session {
     Tls(Smtp<TlsStream>),
-    Plain(Smtp<tokio::net::TcpStream>),
     Http(reqwest::Client),
 }
 
@@ -135,10 +126,8 @@ pub async fn session(site: &Site, path: Path, sender: Option<&Account>) -> Sessi
             assert_eq!(r.code, 235, "AUTH: {r}");
             Session::Tls(smtp)
         }
-        Path::Mx => {
-            let tcp = c.tcp(addr, 25).await.unwrap();
-            Session::Plain(Smtp::start(tcp).await.unwrap())
-        }
+        // the relay's port 25 demands STARTTLS before MAIL
+        Path::Mx => Session::Tls(Smtp::connect_starttls(&c, addr, 25).await.unwrap()),
         Path::MxDeliv => Session::Http(
             reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
@@ -155,7 +144,6 @@ impl Session {
     pub async fn send(&mut self, mail_from: &str, rcpt: &[&str], message: &[u8]) -> Outcome {
         let sent = match self {
             Session::Tls(s) => s.send_mail(mail_from, rcpt, message).await,
-            Session::Plain(s) => s.send_mail(mail_from, rcpt, message).await,
             Session::Http(client) => return mxdeliv(client, mail_from, rcpt, message).await,
         };
         match sent {
@@ -173,7 +161,6 @@ impl Session {
     pub async fn quit(self) {
         match self {
             Session::Tls(s) => s.quit().await,
-            Session::Plain(s) => s.quit().await,
             Session::Http(_) => {}
         }
     }
@@ -258,21 +245,6 @@ impl Mailbox {
     pub async fn close(self) {
         self.imap.logout().await;
     }
-}
-
-/// The Postfix queue IDs in a stored message's `Received:` headers (`... id 4Xyz ...`).
-pub fn queue_ids(stored: &[u8]) -> Vec<String> {
-    let end = find(stored, b"\r\n\r\n").unwrap_or(stored.len());
-    let head = String::from_utf8_lossy(&stored[..end]);
-    let words: Vec<&str> = head
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .collect();
-    words
-        .windows(2)
-        .filter(|w| w[0] == "id")
-        .map(|w| w[1].to_string())
-        .collect()
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
