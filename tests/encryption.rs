@@ -73,7 +73,12 @@ impl<'a> Builder<'a> {
     }
 
     fn token(&self) -> String {
-        format!("{}-{}-{}", self.family, self.cases.len(), std::process::id())
+        format!(
+            "{}-{}-{}",
+            self.family,
+            self.cases.len(),
+            std::process::id()
+        )
     }
 
     /// The envelope sender and `From:` for a path: the account on submission, this
@@ -124,7 +129,12 @@ impl<'a> Builder<'a> {
     }
 
     fn run(self, site: &Site, rt: &tokio::runtime::Runtime) {
-        let wrong = rt.block_on(run(site, &self.people.sender, &self.people.rcpts, &self.cases));
+        let wrong = rt.block_on(run(
+            site,
+            &self.people.sender,
+            &self.people.rcpts,
+            &self.cases,
+        ));
         assert_all_right(self.family, self.cases.len(), &wrong);
     }
 }
@@ -156,7 +166,11 @@ fn recipient_spellings_do_not_bypass_enforcement() {
             ("user@domain.", format!("{user}@{DOMAIN}.")),
             ("USER@DOMAIN", addr.to_uppercase()),
         ];
-        let who = if mailbox == ENFORCING { "enforcing" } else { "opt-out" };
+        let who = if mailbox == ENFORCING {
+            "enforcing"
+        } else {
+            "opt-out"
+        };
         for path in Path::INCOMING {
             for (name, spelled) in &spellings {
                 let from = peer_sender();
@@ -176,8 +190,26 @@ fn recipient_spellings_do_not_bypass_enforcement() {
     // the plain address: refused for the enforcing user, delivered to the opt-out one
     for path in Path::INCOMING {
         let from = peer_sender();
-        b.add_full("cleartext to enforcing", path, &from, &from, ENFORCING, None, Expect::Refuse, cases::cleartext);
-        b.add_full("cleartext to opt-out", path, &from, &from, OPT_OUT, None, Expect::Accept, cases::cleartext);
+        b.add_full(
+            "cleartext to enforcing",
+            path,
+            &from,
+            &from,
+            ENFORCING,
+            None,
+            Expect::Refuse,
+            cases::cleartext,
+        );
+        b.add_full(
+            "cleartext to opt-out",
+            path,
+            &from,
+            &from,
+            OPT_OUT,
+            None,
+            Expect::Accept,
+            cases::cleartext,
+        );
     }
     b.run(site, &rt);
 }
@@ -196,14 +228,25 @@ fn lines_postfix_does_not_take_as_headers_are_refused() {
     let preamble = format!("{}\r\n", cases::ATTACK);
     for path in Path::ALL {
         for (name, line) in cases::bad_lines() {
-            b.add(&format!("pgp/mime after {name}"), path, Expect::Refuse, |h| {
-                cases::pgp(h, "xyzzy", &line, &preamble)
-            });
-            b.add(&format!("secure-join after {name}"), path, Expect::Refuse, |h| {
-                cases::securejoin(h, &line)
-            });
+            b.add(
+                &format!("pgp/mime after {name}"),
+                path,
+                Expect::Refuse,
+                |h| cases::pgp(h, "xyzzy", &line, &preamble),
+            );
+            b.add(
+                &format!("secure-join after {name}"),
+                path,
+                Expect::Refuse,
+                |h| cases::securejoin(h, &line),
+            );
         }
-        b.add("content-type > 102400 bytes", path, Expect::Refuse, cases::long_content_type);
+        b.add(
+            "content-type > 102400 bytes",
+            path,
+            Expect::Refuse,
+            cases::long_content_type,
+        );
         // controls: the same messages without the bad line pass
         b.add("pgp/mime with a preamble", path, Expect::Accept, |h| {
             cases::pgp(h, "xyzzy", b"", &preamble)
@@ -221,8 +264,18 @@ fn ambiguous_content_type_parameters_are_refused() {
     let people = rt.block_on(people(site));
     let mut b = Builder::new("ctparam", &people);
     for path in Path::ALL {
-        b.add("two boundary= parameters", path, Expect::Refuse, cases::two_boundaries);
-        b.add("encoded word '; boundary=OTHER'", path, Expect::Refuse, cases::encoded_word_boundary);
+        b.add(
+            "two boundary= parameters",
+            path,
+            Expect::Refuse,
+            cases::two_boundaries,
+        );
+        b.add(
+            "encoded word '; boundary=OTHER'",
+            path,
+            Expect::Refuse,
+            cases::encoded_word_boundary,
+        );
     }
     b.run(site, &rt);
 }
@@ -243,14 +296,68 @@ fn incoming_sender_authentication() {
     for path in Path::INCOMING {
         let s = &signer;
         let sign = |h: &str, headers: &[&str], l: bool| s.sign(&pgp(h), headers, l);
-        b.add_full("DKIM over From", path, &signed_from, &signed_from, ENFORCING, None, Expect::Accept, |h| sign(h, ALL, false));
-        b.add_full("DKIM h= without From", path, &signed_from, &signed_from, ENFORCING, None, Expect::Refuse, |h| sign(h, NO_FROM, false));
-        b.add_full("DKIM with l=, unmodified", path, &signed_from, &signed_from, ENFORCING, None, Expect::Accept, |h| sign(h, ALL, true));
-        b.add_full("unsigned", path, &signed_from, &signed_from, ENFORCING, None, Expect::Refuse, pgp);
+        b.add_full(
+            "DKIM over From",
+            path,
+            &signed_from,
+            &signed_from,
+            ENFORCING,
+            None,
+            Expect::Accept,
+            |h| sign(h, ALL, false),
+        );
+        b.add_full(
+            "DKIM h= without From",
+            path,
+            &signed_from,
+            &signed_from,
+            ENFORCING,
+            None,
+            Expect::Refuse,
+            |h| sign(h, NO_FROM, false),
+        );
+        b.add_full(
+            "DKIM with l=, unmodified",
+            path,
+            &signed_from,
+            &signed_from,
+            ENFORCING,
+            None,
+            Expect::Accept,
+            |h| sign(h, ALL, true),
+        );
+        b.add_full(
+            "unsigned",
+            path,
+            &signed_from,
+            &signed_from,
+            ENFORCING,
+            None,
+            Expect::Refuse,
+            pgp,
+        );
         let other = "x@[10.9.9.9]";
-        b.add_full("From x@[10.9.9.9] (not the peer)", path, other, other, ENFORCING, None, Expect::Refuse, pgp);
+        b.add_full(
+            "From x@[10.9.9.9] (not the peer)",
+            path,
+            other,
+            other,
+            ENFORCING,
+            None,
+            Expect::Refuse,
+            pgp,
+        );
         let quoted = format!("\"x\"@[{PEER}]");
-        b.add_full("From \"x\"@[peer] (quoted local part)", path, &quoted, &quoted, ENFORCING, None, Expect::Accept, pgp);
+        b.add_full(
+            "From \"x\"@[peer] (quoted local part)",
+            path,
+            &quoted,
+            &quoted,
+            ENFORCING,
+            None,
+            Expect::Accept,
+            pgp,
+        );
     }
     b.run(site, &rt);
 }
@@ -269,17 +376,27 @@ fn valid_encrypted_mail_is_accepted_and_stored_intact() {
     let mut b = Builder::new("valid", &people);
     for path in Path::ALL {
         for boundary in ["B", "E", "BEG", "xyzzy"] {
-            b.add(&format!("pgp/mime boundary {boundary}"), path, Expect::Accept, |h| {
-                cases::pgp(h, boundary, b"", "")
-            });
+            b.add(
+                &format!("pgp/mime boundary {boundary}"),
+                path,
+                Expect::Accept,
+                |h| cases::pgp(h, boundary, b"", ""),
+            );
         }
-        b.add("secure-join vc-request", path, Expect::Accept, |h| cases::securejoin(h, b""));
+        b.add("secure-join vc-request", path, Expect::Accept, |h| {
+            cases::securejoin(h, b"")
+        });
         let from = b.from(path);
         // the probe's message as `chatmail-deploy test` sends it, its Message-ID replaced
         // by the case token
         let token = b.token();
-        let key = if path.outgoing() { sender_key.clone() } else { Key::generate(&from).unwrap() };
-        let real = encrypted_message(&key, &[(&rcpt_addr, rcpt_key.public())], "hi", "hello").unwrap();
+        let key = if path.outgoing() {
+            sender_key.clone()
+        } else {
+            Key::generate(&from).unwrap()
+        };
+        let real =
+            encrypted_message(&key, &[(&rcpt_addr, rcpt_key.public())], "hi", "hello").unwrap();
         let real = replace_message_id(&real, &token);
         b.cases.push(Case {
             name: "probe::openpgp::encrypted_message".into(),
@@ -311,7 +428,11 @@ fn mutated_delta_chat_messages_never_store_cleartext() {
         return;
     };
     let people = rt.block_on(people(site));
-    let summary = rt.block_on(encryption::mutate::campaign(site, &people.sender, &people.rcpts.accounts[ENFORCING].0));
+    let summary = rt.block_on(encryption::mutate::campaign(
+        site,
+        &people.sender,
+        &people.rcpts.accounts[ENFORCING].0,
+    ));
     eprintln!("{}", summary.line());
     assert!(summary.sent > 0);
     assert!(

@@ -13,7 +13,10 @@ pub fn armor() -> &'static str {
         let key = Key::generate("armor@_enc.test").unwrap();
         let inner = b"Content-Type: text/plain; charset=utf-8\r\n\r\nsecret\r\n";
         let armored = encrypt(inner, &[key.public()]).unwrap();
-        armored.trim_end().replace("\r\n", "\n").replace('\n', "\r\n")
+        armored
+            .trim_end()
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
     })
 }
 

@@ -31,16 +31,22 @@ pub struct Summary {
     pub stored: usize,
     pub violations: usize,
     pub secs: f64,
+    /// Until the last reply (the rest is waiting for delivery).
+    pub send_secs: f64,
     pub problems: Vec<String>,
 }
 
 impl Summary {
     pub fn line(&self) -> String {
         let refused: usize = self.refused.values().sum();
-        let codes: Vec<String> = self.refused.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let codes: Vec<String> = self
+            .refused
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
         format!(
             "mutations: {} sent, {} accepted, {} refused ({}), {} stored, {} violations in {:.1} s \
-             (seed {}, {:.0} messages/s)",
+             (seed {}, sent in {:.1} s: {:.0} messages/s)",
             self.sent,
             self.accepted,
             refused,
@@ -49,7 +55,8 @@ impl Summary {
             self.violations,
             self.secs,
             self.seed,
-            self.sent as f64 / self.secs.max(0.001)
+            self.send_secs,
+            self.sent as f64 / self.send_secs.max(0.001)
         )
     }
 }
@@ -95,7 +102,10 @@ impl Msg {
             Some(i) => (&raw[..i], raw[i + 4..].to_vec(), true),
             None => (raw, Vec::new(), false),
         };
-        let head = h.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec()).collect();
+        let head = h
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+            .collect();
         Msg { head, blank, body }
     }
 
@@ -209,12 +219,15 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
             "unfold Content-Type".into()
         }
         3 => {
-            let i = rng.gen_range(0..m.head.len().max(1)).min(m.head.len().saturating_sub(1));
+            let i = rng
+                .gen_range(0..m.head.len().max(1))
+                .min(m.head.len().saturating_sub(1));
             if let Some(line) = m.head.get(i).cloned()
                 && let Some(sp) = line.iter().rposition(|&b| b == b' ')
                 && sp > 0
             {
-                m.head.splice(i..=i, [line[..sp].to_vec(), line[sp..].to_vec()]);
+                m.head
+                    .splice(i..=i, [line[..sp].to_vec(), line[sp..].to_vec()]);
             }
             format!("fold header line {i}")
         }
@@ -239,7 +252,9 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
             if let Some(s) = m.header("Content-Type") {
                 let line = m.head[s].clone();
                 let mut l = b"Content-Type: multipart/encrypted; boundary=\"OTHER\";".to_vec();
-                l.extend_from_slice(&line["Content-Type: multipart/encrypted;".len().min(line.len())..]);
+                l.extend_from_slice(
+                    &line["Content-Type: multipart/encrypted;".len().min(line.len())..],
+                );
                 m.head[s] = l;
             }
             "second boundary= parameter (first)".into()
@@ -290,7 +305,12 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
         11 => {
             if let Some((s, e)) = m.header_span("Content-Type") {
                 let mut ct = m.head[s..e].join(&b' ');
-                let pad: Vec<u8> = b"; x=\"".iter().copied().chain(std::iter::repeat_n(b'a', 103_000)).chain(*b"\"").collect();
+                let pad: Vec<u8> = b"; x=\""
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(b'a', 103_000))
+                    .chain(*b"\"")
+                    .collect();
                 let at = ct.iter().position(|&b| b == b';').unwrap_or(ct.len());
                 ct.splice(at..at, pad);
                 m.head.splice(s..e, [ct]);
@@ -298,7 +318,9 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
             "Content-Type padded past 102400 bytes".into()
         }
         12 => {
-            let i = rng.gen_range(0..m.head.len().max(1)).min(m.head.len().saturating_sub(1));
+            let i = rng
+                .gen_range(0..m.head.len().max(1))
+                .min(m.head.len().saturating_sub(1));
             let byte = [0u8, 0x80, 0xff, b'\r'][rng.gen_range(0..4)];
             if let Some(l) = m.head.get_mut(i) {
                 let at = rng.gen_range(0..=l.len());
@@ -329,7 +351,10 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
         16 => {
             let in_head = rng.gen_bool(0.5);
             rename_boundary(m, &boundary, "CHANGED", in_head, !in_head);
-            format!("boundary changed in the {} only", if in_head { "header" } else { "body" })
+            format!(
+                "boundary changed in the {} only",
+                if in_head { "header" } else { "body" }
+            )
         }
         17 => {
             if let Some((s, e)) = m.header_span("Content-Type") {
@@ -348,7 +373,10 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
         18 => {
             let part = format!("--{boundary}\r\nContent-Type: text/plain\r\n\r\n{ATTACK}\r\n");
             let marks = boundary_positions(&m.body, &boundary);
-            let at = marks.get(rng.gen_range(0..marks.len().max(1))).copied().unwrap_or(0);
+            let at = marks
+                .get(rng.gen_range(0..marks.len().max(1)))
+                .copied()
+                .unwrap_or(0);
             m.body.splice(at..at, part.into_bytes());
             format!("extra text/plain part at body offset {at}")
         }
@@ -390,10 +418,18 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
         22 => {
             let text = format!("{ATTACK}\r\n");
             if rng.gen_bool(0.5) {
-                m.body = replace_all(&m.body, b"Version: 1\r\n", format!("Version: 1\r\n{text}").as_bytes());
+                m.body = replace_all(
+                    &m.body,
+                    b"Version: 1\r\n",
+                    format!("Version: 1\r\n{text}").as_bytes(),
+                );
                 "cleartext in the version part".into()
             } else {
-                m.body = replace_all(&m.body, b"-----BEGIN PGP MESSAGE-----", format!("{text}-----BEGIN PGP MESSAGE-----").as_bytes());
+                m.body = replace_all(
+                    &m.body,
+                    b"-----BEGIN PGP MESSAGE-----",
+                    format!("{text}-----BEGIN PGP MESSAGE-----").as_bytes(),
+                );
                 "cleartext before the armor".into()
             }
         }
@@ -419,10 +455,19 @@ fn mutate(m: &mut Msg, rng: &mut StdRng) -> String {
             format!("bit flips at {at:?}")
         }
         _ => {
-            let ct = ["text/plain", "multipart/mixed", "application/pgp-encrypted", "multipart/signed"][rng.gen_range(0..4)];
+            let ct = [
+                "text/plain",
+                "multipart/mixed",
+                "application/pgp-encrypted",
+                "multipart/signed",
+            ][rng.gen_range(0..4)];
             if let Some((s, e)) = m.header_span("Content-Type") {
                 let joined = m.head[s..e].join(&b' ');
-                let rest = joined.iter().position(|&b| b == b';').map(|i| joined[i..].to_vec()).unwrap_or_default();
+                let rest = joined
+                    .iter()
+                    .position(|&b| b == b';')
+                    .map(|i| joined[i..].to_vec())
+                    .unwrap_or_default();
                 let mut l = format!("Content-Type: {ct}").into_bytes();
                 l.extend_from_slice(&rest);
                 m.head.splice(s..e, [l]);
@@ -438,12 +483,24 @@ fn rename_boundary(m: &mut Msg, old: &str, new: &str, head: bool, body: bool) {
     }
     if head && let Some((s, e)) = m.header_span("Content-Type") {
         for l in &mut m.head[s..e] {
-            *l = replace_all(l, format!("boundary=\"{old}\"").as_bytes(), format!("boundary=\"{new}\"").as_bytes());
-            *l = replace_all(l, format!("boundary={old}").as_bytes(), format!("boundary={new}").as_bytes());
+            *l = replace_all(
+                l,
+                format!("boundary=\"{old}\"").as_bytes(),
+                format!("boundary=\"{new}\"").as_bytes(),
+            );
+            *l = replace_all(
+                l,
+                format!("boundary={old}").as_bytes(),
+                format!("boundary={new}").as_bytes(),
+            );
         }
     }
     if body {
-        m.body = replace_all(&m.body, format!("--{old}").as_bytes(), format!("--{new}").as_bytes());
+        m.body = replace_all(
+            &m.body,
+            format!("--{old}").as_bytes(),
+            format!("--{new}").as_bytes(),
+        );
     }
 }
 
@@ -469,15 +526,29 @@ fn mix(seed: u64, index: usize) -> u64 {
 
 /// Half the messages go to 587, half to 25.
 fn path_of(seed: u64, index: usize) -> Path {
-    if (mix(seed, index) >> 17) & 1 == 0 { Path::Submission } else { Path::Mx }
+    if (mix(seed, index) >> 17) & 1 == 0 {
+        Path::Submission
+    } else {
+        Path::Mx
+    }
 }
 
 /// Message `index` of a campaign: fixture, path, mutations; re-addressed.
-pub fn build(seed: u64, index: usize, fixtures: &[Vec<u8>], sender: &str, rcpt: &str) -> (Path, Vec<u8>, String) {
+pub fn build(
+    seed: u64,
+    index: usize,
+    fixtures: &[Vec<u8>],
+    sender: &str,
+    rcpt: &str,
+) -> (Path, Vec<u8>, String) {
     let mut rng = StdRng::seed_from_u64(mix(seed, index));
     let fixture = rng.gen_range(0..fixtures.len());
     let path = path_of(seed, index);
-    let from = if path == Path::Submission { sender.to_string() } else { format!("dc@[{PEER}]") };
+    let from = if path == Path::Submission {
+        sender.to_string()
+    } else {
+        format!("dc@[{PEER}]")
+    };
     let mut m = Msg::parse(&fixtures[fixture]);
     m.set_header("From", &format!("<{from}>"));
     m.set_header("To", &format!("<{rcpt}>"));
@@ -485,7 +556,12 @@ pub fn build(seed: u64, index: usize, fixtures: &[Vec<u8>], sender: &str, rcpt: 
     m.set_header("Message-ID", &format!("<{}@enc.test>", token(seed, index)));
     let n = rng.gen_range(1..=3);
     let names: Vec<String> = (0..n).map(|_| mutate(&mut m, &mut rng)).collect();
-    let what = format!("#{index} dc-{:02} via {}: {}", fixture + 1, path.name(), names.join(" + "));
+    let what = format!(
+        "#{index} dc-{:02} via {}: {}",
+        fixture + 1,
+        path.name(),
+        names.join(" + ")
+    );
     (path, m.bytes(), what)
 }
 
@@ -497,7 +573,10 @@ struct Shared {
 
 /// Sends the campaign and checks the mailbox; the count is CHATMAIL_ENC_MUTATIONS.
 pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> Summary {
-    let count: usize = std::env::var("CHATMAIL_ENC_MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let count: usize = std::env::var("CHATMAIL_ENC_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let seed: u64 = std::env::var("CHATMAIL_ENC_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -515,6 +594,7 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
             stored: 0,
             violations: 0,
             secs: 0.0,
+            send_secs: 0.0,
             problems: Vec::new(),
         },
     }));
@@ -554,7 +634,11 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
 
     let mut workers = Vec::new();
     for w in 0..2 * WORKERS {
-        let path = if w < WORKERS { Path::Submission } else { Path::Mx };
+        let path = if w < WORKERS {
+            Path::Submission
+        } else {
+            Path::Mx
+        };
         let next = next[w / WORKERS].clone();
         let (shared, done, fixtures) = (shared.clone(), done.clone(), fixtures.clone());
         let (sender, rcpt) = (sender.clone(), rcpt.address.clone());
@@ -569,7 +653,11 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
                     continue;
                 }
                 let (_, message, what) = build(seed, index, &fixtures, &sender.address, &rcpt);
-                let from = if path == Path::Submission { sender.address.clone() } else { format!("dc@[{PEER}]") };
+                let from = if path == Path::Submission {
+                    sender.address.clone()
+                } else {
+                    format!("dc@[{PEER}]")
+                };
                 let outcome = s.send(&from, &[&rcpt], &message).await;
                 let mut sh = shared.lock().await;
                 sh.summary.sent += 1;
@@ -581,7 +669,9 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
                     500..=599 => *sh.summary.refused.entry(outcome.code).or_default() += 1,
                     code => {
                         *sh.summary.refused.entry(code).or_default() += 1;
-                        sh.summary.problems.push(format!("{what}: reply {} (not 250 or 5xx)", outcome.text));
+                        sh.summary
+                            .problems
+                            .push(format!("{what}: reply {} (not 250 or 5xx)", outcome.text));
                         if code == 0 {
                             drop(sh);
                             s = session(site, path, Some(&sender)).await;
@@ -596,10 +686,12 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
     for w in workers {
         w.await.unwrap();
     }
+    let send_secs = started.elapsed().as_secs_f64();
     reader.await.unwrap();
 
     let mut sh = shared.lock().await;
     sh.summary.secs = started.elapsed().as_secs_f64();
+    sh.summary.send_secs = send_secs;
     if sh.summary.stored < sh.summary.accepted {
         let mut lost: Vec<String> = sh
             .accepted
@@ -610,18 +702,34 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
         lost.sort();
         lost.insert(
             0,
-            format!("{} accepted, {} stored", sh.summary.accepted, sh.summary.stored),
+            format!(
+                "{} accepted, {} stored",
+                sh.summary.accepted, sh.summary.stored
+            ),
         );
         sh.summary.problems.extend(lost.into_iter().take(20));
     }
     std::mem::replace(
         &mut sh.summary,
-        Summary { seed, sent: 0, accepted: 0, refused: BTreeMap::new(), stored: 0, violations: 0, secs: 0.0, problems: Vec::new() },
+        Summary {
+            seed,
+            sent: 0,
+            accepted: 0,
+            refused: BTreeMap::new(),
+            stored: 0,
+            violations: 0,
+            secs: 0.0,
+            send_secs: 0.0,
+            problems: Vec::new(),
+        },
     )
 }
 
 fn judge_batch(sh: &mut Shared, batch: &[Vec<u8>], address: &str) {
-    let reader = Reader { address, enforcing: true };
+    let reader = Reader {
+        address,
+        enforcing: true,
+    };
     for stored in batch {
         sh.summary.stored += 1;
         // the token survives most mutations; a stored copy without one is still judged
@@ -643,11 +751,16 @@ fn judge_batch(sh: &mut Shared, batch: &[Vec<u8>], address: &str) {
             sh.summary.violations += 1;
             // the first few in full, then one line each
             let detail = if sh.summary.violations <= 5 {
-                format!("\n----- stored -----\n{}\n------------------", oracle::excerpt(stored, 2000))
+                format!(
+                    "\n----- stored -----\n{}\n------------------",
+                    oracle::excerpt(stored, 2000)
+                )
             } else {
                 String::new()
             };
-            sh.summary.problems.push(format!("VIOLATION {what}: {why}{detail}"));
+            sh.summary
+                .problems
+                .push(format!("VIOLATION {what}: {why}{detail}"));
         }
     }
 }

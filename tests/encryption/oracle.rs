@@ -82,7 +82,10 @@ fn pgp_mime(mail: &ParsedMail) -> Result<(), String> {
 
 /// A Secure-Join vc-/vg-request: the header and one text/plain part saying the same.
 fn is_securejoin(mail: &ParsedMail) -> bool {
-    let header = mail.headers.get_first_value("Secure-Join").unwrap_or_default();
+    let header = mail
+        .headers
+        .get_first_value("Secure-Join")
+        .unwrap_or_default();
     if !matches!(header.trim(), "vc-request" | "vg-request") {
         return false;
     }
@@ -100,7 +103,10 @@ fn is_securejoin(mail: &ParsedMail) -> bool {
 
 fn is_mailer_daemon_report(mail: &ParsedMail) -> bool {
     let from = mail.headers.get_first_value("From").unwrap_or_default();
-    let submitted = mail.headers.get_first_value("Auto-Submitted").unwrap_or_default();
+    let submitted = mail
+        .headers
+        .get_first_value("Auto-Submitted")
+        .unwrap_or_default();
     mail.ctype.mimetype == "multipart/report"
         && !submitted.trim().is_empty()
         && address_in(&from).starts_with("mailer-daemon@")
@@ -188,11 +194,13 @@ mod tests {
 
     #[test]
     fn the_last_boundary_parameter_is_the_one_the_client_uses() {
-        let m = String::from_utf8(pgp("REAL", "")).unwrap().replace(
-            "boundary=\"REAL\"",
-            "boundary=\"REAL\"; boundary=\"OTHER\"",
+        let m = String::from_utf8(pgp("REAL", ""))
+            .unwrap()
+            .replace("boundary=\"REAL\"", "boundary=\"REAL\"; boundary=\"OTHER\"");
+        let m = m.replace(
+            "\r\n\r\n--REAL\r\n",
+            "\r\n\r\n--OTHER\r\nContent-Type: text/plain\r\n\r\nhi\r\n--OTHER--\r\n--REAL\r\n",
         );
-        let m = m.replace("\r\n\r\n--REAL\r\n", "\r\n\r\n--OTHER\r\nContent-Type: text/plain\r\n\r\nhi\r\n--OTHER--\r\n--REAL\r\n");
         assert!(judge(m.as_bytes(), &ME).is_err());
     }
 
@@ -219,7 +227,11 @@ mod tests {
     #[test]
     fn short_boundaries_parse() {
         for b in ["B", "E", "BEG"] {
-            assert_eq!(judge(&pgp(b, ""), &ME), Ok(Allowed::PgpMime), "boundary {b}");
+            assert_eq!(
+                judge(&pgp(b, ""), &ME),
+                Ok(Allowed::PgpMime),
+                "boundary {b}"
+            );
         }
     }
 }

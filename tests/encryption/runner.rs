@@ -182,7 +182,10 @@ fn short(reply: &str) -> String {
 
 /// Fails the test with the table of every wrong case.
 pub fn assert_all_right(family: &str, total: usize, wrong: &[String]) {
-    eprintln!("{family}: {} of {total} cases right", total - wrong.len().min(total));
+    eprintln!(
+        "{family}: {} of {total} cases right",
+        total - wrong.len().min(total)
+    );
     assert!(
         wrong.is_empty(),
         "{family}: {} wrong case(s):\n{}",
