@@ -440,6 +440,16 @@ fn mutated_delta_chat_messages_never_store_cleartext() {
         "{}\n{} problem(s):\n{}",
         summary.line(),
         summary.problems.len(),
-        summary.problems.join("\n")
+        first_lines(&summary.problems, 100)
     );
+}
+
+/// The first `n` entries, and how many more there are (a 100,000-message run can find
+/// thousands).
+fn first_lines(all: &[String], n: usize) -> String {
+    let mut text = all[..all.len().min(n)].join("\n");
+    if all.len() > n {
+        text.push_str(&format!("\n... and {} more", all.len() - n));
+    }
+    text
 }

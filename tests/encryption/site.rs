@@ -111,7 +111,7 @@ pub async fn opt_out_account(site: &Site) -> Account {
 /// One session on a path: SMTP authenticated for submission, anonymous from this machine
 /// for port 25; an HTTPS client for /mxdeliv.
 pub enum Session {
-    Tls(Smtp<TlsStream>),
+    Tls(Box<Smtp<TlsStream>>),
     Http(reqwest::Client),
 }
 
@@ -128,10 +128,12 @@ pub async fn session(site: &Site, path: Path, sender: Option<&Account>) -> Sessi
             let a = sender.expect("submission needs an account");
             let r = smtp.auth_plain(&a.address, &a.password).await.unwrap();
             assert_eq!(r.code, 235, "AUTH: {r}");
-            Session::Tls(smtp)
+            Session::Tls(Box::new(smtp))
         }
         // the relay's port 25 demands STARTTLS before MAIL
-        Path::Mx => Session::Tls(Smtp::connect_starttls(&c, addr, 25).await.unwrap()),
+        Path::Mx => Session::Tls(Box::new(
+            Smtp::connect_starttls(&c, addr, 25).await.unwrap(),
+        )),
         Path::MxDeliv => Session::Http(
             reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
