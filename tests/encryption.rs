@@ -407,9 +407,6 @@ fn valid_encrypted_mail_is_accepted_and_stored_intact() {
             cases::securejoin(h, b"")
         });
         let from = b.from(path);
-        // the probe's message as `chatmail-deploy test` sends it, its Message-ID replaced
-        // by the case token
-        let token = b.token();
         let key = if path.outgoing() {
             sender_key.clone()
         } else {
@@ -417,6 +414,32 @@ fn valid_encrypted_mail_is_accepted_and_stored_intact() {
         };
         let real =
             encrypted_message(&key, &[(&rcpt_addr, rcpt_key.public())], "hi", "hello").unwrap();
+        // every captured Delta Chat message, re-addressed
+        for (i, fixture) in encryption::mutate::fixtures().iter().enumerate() {
+            let token = b.token();
+            let mut m = encryption::mutate::readdressed(
+                fixture,
+                &from,
+                &rcpt_addr,
+                &format!("{token}@enc.test"),
+            );
+            if path == Path::MxDeliv {
+                m = relay_signer().sign(&m, DKIM_HEADERS, false);
+            }
+            b.cases.push(Case {
+                name: format!("Delta Chat dc-{:02}.eml", i + 1),
+                path,
+                mail_from: from.clone(),
+                rcpt: rcpt_addr.clone(),
+                mailbox: ENFORCING,
+                token,
+                message: m,
+                expect: Expect::Accept,
+            });
+        }
+        // the probe's message as `chatmail-deploy test` sends it, its Message-ID replaced
+        // by the case token
+        let token = b.token();
         let mut real = replace_message_id(&real, &token);
         if path == Path::MxDeliv {
             real = relay_signer().sign(&real, DKIM_HEADERS, false);

@@ -62,7 +62,7 @@ impl Summary {
 }
 
 /// The captured Delta Chat messages, CRLF line ends.
-fn fixtures() -> Vec<Vec<u8>> {
+pub fn fixtures() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("chatmaild/tests/fixtures/filtermail/deltachat");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -531,6 +531,16 @@ fn path_of(seed: u64, index: usize) -> Path {
     } else {
         Path::Mx
     }
+}
+
+/// A captured message addressed `from` -> `to` with a new Message-ID, otherwise as the
+/// client wrote it.
+pub fn readdressed(fixture: &[u8], from: &str, to: &str, message_id: &str) -> Vec<u8> {
+    let mut m = Msg::parse(fixture);
+    m.set_header("From", &format!("<{from}>"));
+    m.set_header("To", &format!("<{to}>"));
+    m.set_header("Message-ID", &format!("<{message_id}>"));
+    m.bytes()
 }
 
 /// Message `index` of a campaign: fixture, path, mutations; re-addressed.
