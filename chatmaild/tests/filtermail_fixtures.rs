@@ -423,7 +423,7 @@ fn header_and_ambiguity_replies() {
     );
     assert_eq!(
         replies("header-content-type-too-long.eml"),
-        "554 5.6.0 Invalid message header: header field at line 7 is longer than 65536 bytes"
+        "554 5.6.0 Invalid message header: header field at line 7 is longer than 32768 bytes"
     );
     assert_eq!(
         replies("ambiguous-two-boundaries.eml"),

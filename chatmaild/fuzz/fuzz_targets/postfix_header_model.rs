@@ -85,6 +85,10 @@ pub fn read(input: &[u8]) -> Stored {
             out.body_start = next;
             break;
         }
+        // filtermail's own bounds (OpenDKIM refuses a header block over 64 KiB)
+        if next > 60_000 {
+            out.refused.push("header too long");
+        }
         if line.contains(&0) {
             out.refused.push("NUL");
         }
@@ -126,7 +130,7 @@ pub fn read(input: &[u8]) -> Stored {
             break;
         }
         if let Some((name, value, raw_len)) = field.as_mut() {
-            if *raw_len > 65_536 {
+            if *raw_len > 32_768 {
                 out.refused.push("field too long");
             }
             // cleanup keeps at most header_size_limit bytes of `name:value`.

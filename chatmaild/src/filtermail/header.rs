@@ -49,9 +49,16 @@ pub const POSTFIX_LINE_LENGTH_LIMIT: usize = 2048;
 pub const NAME_LIMIT: usize = 998;
 
 /// Longest logical field (name, colon, value and folds, CRLFs counted) accepted. Postfix
-/// cuts a field at `header_size_limit` (the relay pins it to 102400 in main.cf); 64 KiB
-/// stays safely below it whatever Postfix counts (it stores LF where we count CRLF).
-pub const FIELD_LIMIT: usize = 65536;
+/// cuts a field at `header_size_limit` (the relay pins it to 102400 in main.cf); 32 KiB
+/// stays far below it whatever Postfix counts (it stores LF where we count CRLF). The
+/// largest real field, an Autocrypt header with a 4096-bit RSA key, is about 4 KiB.
+pub const FIELD_LIMIT: usize = 32768;
+
+/// Longest whole header accepted. OpenDKIM, which signs outgoing mail after the
+/// re-injection, refuses a header block over its `MaximumHeaders` (64 KiB by default)
+/// with a temporary error, so the client would retry forever (seen through the relay at
+/// about 170 KB); the room left is for what Postfix adds (Received:).
+pub const HEADER_LIMIT: usize = 60000;
 
 /// One header field as Postfix and mailparse both see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +87,7 @@ pub enum HeaderError {
     FirstLineIsContinuation,
     WhitespaceOnlyLine { line: usize },
     FieldTooLong { line: usize },
+    HeaderTooLong,
     Nul { line: usize },
     BareCr { line: usize },
 }
@@ -124,6 +132,9 @@ impl fmt::Display for HeaderError {
                 f,
                 "header field at line {line} is longer than {FIELD_LIMIT} bytes"
             ),
+            HeaderError::HeaderTooLong => {
+                write!(f, "the header is longer than {HEADER_LIMIT} bytes")
+            }
             HeaderError::Nul { line } => write!(f, "header line {line} contains a NUL byte"),
             HeaderError::BareCr { line } => write!(f, "header line {line} contains a bare CR"),
         }
@@ -218,6 +229,9 @@ pub fn check(raw: &[u8]) -> Result<Header<'_>, HeaderError> {
         if line.text.is_empty() {
             body_start = line.next;
             break;
+        }
+        if line.next > HEADER_LIMIT {
+            return Err(HeaderError::HeaderTooLong);
         }
         if is_space_tab(line.text[0]) {
             let Some(field) = open.as_mut() else {
@@ -392,6 +406,11 @@ mod tests {
         // Folded: the logical field counts.
         let folded = format!("X: a\r\n{}", format!(" {}\r\n", "v".repeat(998)).repeat(70));
         assert_eq!(error(&folded), HeaderError::FieldTooLong { line: 1 });
+        // many fields, each short: the whole header counts too
+        let many = format!("X-F: {}\r\n", "v".repeat(995)).repeat(HEADER_LIMIT / 1002);
+        assert!(check(format!("{many}\r\nbody").as_bytes()).is_ok());
+        let more = format!("{many}{}", format!("X-G: {}\r\n", "w".repeat(995)).repeat(2));
+        assert_eq!(error(&more), HeaderError::HeaderTooLong);
     }
 
     #[test]
