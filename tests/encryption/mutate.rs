@@ -654,7 +654,15 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
         let (sender, rcpt) = (sender.clone(), rcpt.address.clone());
         workers.push(tokio::spawn(async move {
             let mut s = session(site, path, Some(&sender)).await;
+            // Postfix answers every error after its smtpd_soft_error_limit (10) a second
+            // late: a session ends before it gets there
+            let mut errors = 0;
             loop {
+                if errors >= 8 {
+                    s.quit().await;
+                    s = session(site, path, Some(&sender)).await;
+                    errors = 0;
+                }
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 if index >= count {
                     break;
@@ -669,6 +677,9 @@ pub async fn campaign(site: &'static Site, sender: &Account, rcpt: &Account) -> 
                     format!("dc@[{PEER}]")
                 };
                 let outcome = s.send(&from, &[&rcpt], &message).await;
+                if outcome.code != 250 {
+                    errors += 1;
+                }
                 let mut sh = shared.lock().await;
                 sh.summary.sent += 1;
                 match outcome.code {

@@ -409,7 +409,10 @@ mod tests {
         // many fields, each short: the whole header counts too
         let many = format!("X-F: {}\r\n", "v".repeat(995)).repeat(HEADER_LIMIT / 1002);
         assert!(check(format!("{many}\r\nbody").as_bytes()).is_ok());
-        let more = format!("{many}{}", format!("X-G: {}\r\n", "w".repeat(995)).repeat(2));
+        let more = format!(
+            "{many}{}",
+            format!("X-G: {}\r\n", "w".repeat(995)).repeat(2)
+        );
         assert_eq!(error(&more), HeaderError::HeaderTooLong);
     }
 
