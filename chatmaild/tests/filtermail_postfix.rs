@@ -8,22 +8,21 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use support::{
-    Filtermail, Signer, fixture, free_port, start_sink, start_txt_server, submit, submit_with,
-    wait_for_port,
+    Filtermail, PrivatePostfix, Signer, fixture, free_port, postfix_dir, start_sink,
+    start_txt_server, submit, submit_with,
 };
 
 fn enabled() -> bool {
     std::env::var("CHATMAIL_POSTFIX_TESTS").is_ok_and(|v| v == "1")
 }
 
-struct Postfix {
-    config: PathBuf,
-}
+/// The relay's wiring: `submit_port` hands every transaction to filtermail on
+/// `filter_port` (before-queue proxy), which re-injects into `reinject_port`.
+struct Postfix(#[allow(dead_code)] PrivatePostfix);
 
 impl Postfix {
     fn start(
@@ -33,114 +32,18 @@ impl Postfix {
         reinject_port: u16,
         sink_port: u16,
     ) -> Postfix {
-        let config = dir.join("etc");
-        let queue = dir.join("queue");
-        let data = dir.join("data");
-        for d in [&config, &queue, &data] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let status = Command::new("chown")
-            .args(["postfix:postfix"])
-            .arg(&data)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::fs::write(
-            config.join("main.cf"),
-            format!(
-                "compatibility_level = 3.6\n\
-                 queue_directory = {queue}\n\
-                 data_directory = {data}\n\
-                 maillog_file = {log}\n\
-                 maillog_file_prefixes = {dir}\n\
-                 mail_owner = postfix\n\
-                 setgid_group = postdrop\n\
-                 inet_interfaces = 127.0.0.1\n\
-                 inet_protocols = ipv4\n\
-                 myhostname = relay.test\n\
-                 mydestination =\n\
-                 mynetworks = 127.0.0.0/8\n\
-                 smtpd_relay_restrictions = permit_mynetworks, reject\n\
-                 default_transport = smtp:[127.0.0.1]:{sink_port}\n\
-                 smtp_dns_support_level = disabled\n\
-                 smtp_tls_security_level = none\n\
-                 message_size_limit = 31457280\n\
-                 alias_maps =\n\
-                 alias_database =\n\
-                 smtpd_authorized_xforward_hosts = 127.0.0.0/8\n",
-                queue = queue.display(),
-                data = data.display(),
-                log = dir.join("maillog").display(),
-                dir = dir.display(),
-            ),
-        )
-        .unwrap();
-        let services = [
-            "pickup unix n - n 60 1 pickup",
-            "cleanup unix n - n - 0 cleanup",
-            "qmgr unix n - n 300 1 qmgr",
-            "rewrite unix - - n - - trivial-rewrite",
-            "bounce unix - - n - 0 bounce",
-            "defer unix - - n - 0 bounce",
-            "trace unix - - n - 0 bounce",
-            "verify unix - - n - 1 verify",
-            "flush unix n - n 1000? 0 flush",
-            "proxymap unix - - n - - proxymap",
-            "smtp unix - - n - - smtp",
-            "relay unix - - n - - smtp",
-            "showq unix n - n - - showq",
-            "error unix - - n - - error",
-            "retry unix - - n - - error",
-            "discard unix - - n - - discard",
-            "local unix - n n - - local",
-            "anvil unix - - n - 1 anvil",
-            "scache unix - - n - 1 scache",
-            "postlog unix-dgram n - n - 1 postlogd",
-        ];
-        let master = format!(
+        let services = format!(
             "127.0.0.1:{submit_port} inet n - n - - smtpd\n  -o smtpd_proxy_filter=127.0.0.1:{filter_port}\n\
-             127.0.0.1:{reinject_port} inet n - n - 10 smtpd\n  -o syslog_name=postfix/reinject\n{}\n",
-            services.join("\n")
+             127.0.0.1:{reinject_port} inet n - n - 10 smtpd\n  -o syslog_name=postfix/reinject\n"
         );
-        std::fs::write(config.join("master.cf"), master).unwrap();
-        let out = Command::new("postfix")
-            .arg("-c")
-            .arg(&config)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "postfix start: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(dir.join("maillog")).unwrap_or_default()
-        );
-        wait_for_port(submit_port);
-        wait_for_port(reinject_port);
-        Postfix { config }
+        Postfix(PrivatePostfix::start(
+            dir,
+            sink_port,
+            "smtpd_authorized_xforward_hosts = 127.0.0.0/8\n",
+            &services,
+            &[submit_port, reinject_port],
+        ))
     }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .output();
-    }
-}
-
-/// A private directory the Postfix daemons (user postfix) can enter.
-fn postfix_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
 }
 
 /// filtermail in `mode` listening on `filter_port` (both SMTP modes' keys) and re-injecting

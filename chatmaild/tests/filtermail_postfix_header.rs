@@ -35,14 +35,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use chatmaild::filtermail::data::unstuff;
 use chatmaild::filtermail::header;
-use support::{Delivered, free_port, start_sink, submit, wait_for_port};
+use support::{Delivered, PrivatePostfix, free_port, postfix_dir, start_sink, submit};
 
 fn enabled() -> bool {
     std::env::var("CHATMAIL_POSTFIX_TESTS").is_ok_and(|v| v == "1")
@@ -51,7 +50,7 @@ fn enabled() -> bool {
 /// A private Postfix with two plain smtpds queueing to the sink: `plain` with the default
 /// header rewriting, `norewrite` with `local_header_rewrite_clients` emptied.
 struct Postfix {
-    config: PathBuf,
+    _instance: PrivatePostfix,
     plain: u16,
     norewrite: u16,
 }
@@ -59,118 +58,16 @@ struct Postfix {
 impl Postfix {
     fn start(dir: &Path, sink_port: u16) -> Postfix {
         let (plain, norewrite) = (free_port(), free_port());
-        let config = dir.join("etc");
-        let queue = dir.join("queue");
-        let data = dir.join("data");
-        for d in [&config, &queue, &data] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let status = Command::new("chown")
-            .args(["postfix:postfix"])
-            .arg(&data)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::fs::write(
-            config.join("main.cf"),
-            format!(
-                "compatibility_level = 3.6\n\
-                 queue_directory = {queue}\n\
-                 data_directory = {data}\n\
-                 maillog_file = {log}\n\
-                 maillog_file_prefixes = {dir}\n\
-                 mail_owner = postfix\n\
-                 setgid_group = postdrop\n\
-                 inet_interfaces = 127.0.0.1\n\
-                 inet_protocols = ipv4\n\
-                 myhostname = relay.test\n\
-                 myorigin = relay.test\n\
-                 mydestination =\n\
-                 mynetworks = 127.0.0.0/8\n\
-                 smtpd_relay_restrictions = permit_mynetworks, reject\n\
-                 default_transport = smtp:[127.0.0.1]:{sink_port}\n\
-                 smtp_dns_support_level = disabled\n\
-                 smtp_tls_security_level = none\n\
-                 message_size_limit = 31457280\n\
-                 alias_maps =\n\
-                 alias_database =\n\
-                 disable_mime_input_processing = yes\n\
-                 header_size_limit = 102400\n",
-                queue = queue.display(),
-                data = data.display(),
-                log = dir.join("maillog").display(),
-                dir = dir.display(),
-            ),
-        )
-        .unwrap();
-        let services = [
-            "pickup unix n - n 60 1 pickup",
-            "cleanup unix n - n - 0 cleanup",
-            "qmgr unix n - n 300 1 qmgr",
-            "rewrite unix - - n - - trivial-rewrite",
-            "bounce unix - - n - 0 bounce",
-            "defer unix - - n - 0 bounce",
-            "trace unix - - n - 0 bounce",
-            "verify unix - - n - 1 verify",
-            "flush unix n - n 1000? 0 flush",
-            "proxymap unix - - n - - proxymap",
-            "smtp unix - - n - - smtp",
-            "relay unix - - n - - smtp",
-            "showq unix n - n - - showq",
-            "error unix - - n - - error",
-            "retry unix - - n - - error",
-            "discard unix - - n - 0 discard",
-            "local unix - n n - - local",
-            "anvil unix - - n - 1 anvil",
-            "scache unix - - n - 1 scache",
-            "postlog unix-dgram n - n - 1 postlogd",
-        ];
-        let master = format!(
+        let services = format!(
             "127.0.0.1:{plain} inet n - n - 10 smtpd\n\
-             127.0.0.1:{norewrite} inet n - n - 10 smtpd\n  -o local_header_rewrite_clients=\n{}\n",
-            services.join("\n")
+             127.0.0.1:{norewrite} inet n - n - 10 smtpd\n  -o local_header_rewrite_clients=\n"
         );
-        std::fs::write(config.join("master.cf"), master).unwrap();
-        let out = Command::new("postfix")
-            .arg("-c")
-            .arg(&config)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "postfix start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        wait_for_port(plain);
-        wait_for_port(norewrite);
         Postfix {
-            config,
+            _instance: PrivatePostfix::start(dir, sink_port, "", &services, &[plain, norewrite]),
             plain,
             norewrite,
         }
     }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .output();
-    }
-}
-
-fn postfix_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
 }
 
 const SENDER: &str = "alice123@chat.example.org";

@@ -318,3 +318,135 @@ impl Signer {
         out
     }
 }
+
+/// A private Postfix instance (own config and queue directory under a test's directory,
+/// started with `postfix -c`), delivering everything to `smtp:[127.0.0.1]:SINK`; stopped
+/// when dropped. Runs as root with Debian's `postfix` package; no system instance needed.
+pub struct PrivatePostfix {
+    config: std::path::PathBuf,
+}
+
+impl PrivatePostfix {
+    /// main.cf: what every test needs, like the relay's (no MIME processing, the relay's
+    /// header_size_limit), plus `main_extra`; master.cf: `services` (the smtpds the test
+    /// talks to) plus Postfix's internal services. Returns once every port in `ports`
+    /// answers.
+    pub fn start(
+        dir: &Path,
+        sink_port: u16,
+        main_extra: &str,
+        services: &str,
+        ports: &[u16],
+    ) -> PrivatePostfix {
+        let config = dir.join("etc");
+        let queue = dir.join("queue");
+        let data = dir.join("data");
+        for d in [&config, &queue, &data] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let status = Command::new("chown")
+            .args(["postfix:postfix"])
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(
+            config.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\n\
+                 queue_directory = {queue}\n\
+                 data_directory = {data}\n\
+                 maillog_file = {log}\n\
+                 maillog_file_prefixes = {dir}\n\
+                 mail_owner = postfix\n\
+                 setgid_group = postdrop\n\
+                 inet_interfaces = 127.0.0.1\n\
+                 inet_protocols = ipv4\n\
+                 myhostname = relay.test\n\
+                 myorigin = relay.test\n\
+                 mydestination =\n\
+                 mynetworks = 127.0.0.0/8\n\
+                 smtpd_relay_restrictions = permit_mynetworks, reject\n\
+                 default_transport = smtp:[127.0.0.1]:{sink_port}\n\
+                 smtp_dns_support_level = disabled\n\
+                 smtp_tls_security_level = none\n\
+                 message_size_limit = 31457280\n\
+                 alias_maps =\n\
+                 alias_database =\n\
+                 disable_mime_input_processing = yes\n\
+                 header_size_limit = 102400\n\
+                 {main_extra}",
+                queue = queue.display(),
+                data = data.display(),
+                log = dir.join("maillog").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        let internal = [
+            "pickup unix n - n 60 1 pickup",
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp",
+            "showq unix n - n - - showq",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - 0 discard",
+            "local unix - n n - - local",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ];
+        std::fs::write(
+            config.join("master.cf"),
+            format!("{services}{}\n", internal.join("\n")),
+        )
+        .unwrap();
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&config)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("maillog")).unwrap_or_default()
+        );
+        for &port in ports {
+            wait_for_port(port);
+        }
+        PrivatePostfix { config }
+    }
+}
+
+impl Drop for PrivatePostfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// A private directory the Postfix daemons (user postfix) can enter.
+pub fn postfix_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
