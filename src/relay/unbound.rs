@@ -12,7 +12,9 @@ impl Component for Unbound {
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.package("unbound")
             .package("dns-root-data")
-            .package("dnsutils");
+            // the real package: `dnsutils` is only a transitional name on 12 and a virtual
+            // one on 13, which dpkg never lists as installed
+            .package("bind9-dnsutils");
         Ok(())
     }
 
