@@ -484,3 +484,55 @@ fn rsa_and_ecdsa_keys_in_the_agent_log_in() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn a_large_upload_to_a_full_disk_fails_at_once_and_the_next_run_converges() {
+    if !enabled("full_disk") {
+        return;
+    }
+    let host = TestHost::up("eng-full");
+    let first = deploy(&host, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    // a 5 MB page onto a 1 MB filesystem: the remote `cat` dies early and stops reading
+    let dir = std::env::temp_dir().join(format!("eng-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("big.html.j2");
+    std::fs::write(&page, "x".repeat(5 << 20)).unwrap();
+    host.sh("mount -t tmpfs -o size=1m tmpfs /srv/webhost");
+    let kh = known_hosts();
+    let example = example("webhost");
+    // `timeout` turns a hang (what this used to do, for ever) into exit status 124
+    let full = run(
+        std::path::Path::new("timeout"),
+        &[
+            "120",
+            example.to_str().unwrap(),
+            "--ssh-host",
+            host.addr.as_str(),
+            "--known-hosts",
+            kh.as_str(),
+            "--page-template",
+            page.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        full.code, 1,
+        "exit {} (124: it hung): {}",
+        full.code, full.stderr
+    );
+    let line = full.one_error_line();
+    assert!(
+        line.contains("/srv/webhost/index.html") && line.contains("No space left on device"),
+        "{}",
+        full.stderr
+    );
+    host.sh("umount /srv/webhost");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // the disk has room again: the same host converges
+    let again = deploy(&host, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(http_get(&host.addr, 80, "/").contains("Deployed by chatmail-deploy."));
+}

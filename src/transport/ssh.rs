@@ -194,17 +194,37 @@ impl Ssh {
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
         self.count.bump();
-        let mut channel = self.open_channel().await?;
+        let channel = self.open_channel().await?;
         let lost = |e: russh::Error| RemoteError(format!("ssh connection lost: {}", describe(&e)));
         channel.exec(true, command).await.map_err(lost)?;
-        if !stdin.is_empty() {
-            channel.data(stdin).await.map_err(lost)?;
-        }
-        channel.eof().await.map_err(lost)?;
+        // Send stdin while reading the answer: a command that fails half-way (a full disk
+        // under `cat > file`) stops reading, the window never reopens, and a send that had
+        // to finish first would wait forever for the exit status already sent.
+        let (mut reader, writer) = channel.split();
+        let send = async {
+            if !stdin.is_empty() {
+                writer.data(stdin).await?;
+            }
+            writer.eof().await
+        };
+        tokio::pin!(send);
+        let mut sending = true;
         let mut out = ExecOutput::default();
         let mut closed_cleanly = false;
         // data may still arrive after the exit status: read until the channel ends
-        while let Some(msg) = channel.wait().await {
+        loop {
+            let msg = tokio::select! {
+                sent = &mut send, if sending => {
+                    sending = false;
+                    // a failed send is no error by itself: the command may have ended
+                    // without reading everything, and its exit status tells why; only a
+                    // channel that ends without one is an error (below)
+                    drop(sent);
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
