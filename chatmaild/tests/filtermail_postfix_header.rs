@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use chatmaild::filtermail::data::unstuff;
 use chatmaild::filtermail::header;
-use support::{Delivered, PrivatePostfix, free_port, postfix_dir, start_sink, submit};
+use support::{Delivered, PrivatePostfix, Rng, free_port, postfix_dir, start_sink, submit};
 
 fn enabled() -> bool {
     std::env::var("CHATMAIL_POSTFIX_TESTS").is_ok_and(|v| v == "1")
@@ -275,22 +275,6 @@ fn postfix_rewrites_from_only_for_local_header_rewrite_clients() {
 
 #[path = "../fuzz/fuzz_targets/postfix_header_model.rs"]
 mod postfix_header_model;
-
-/// xorshift64*: reproducible inputs without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Header lines, good and hostile, that the generator strings together.
 const PIECES: &[&[u8]] = &[
