@@ -71,14 +71,30 @@ fn example_converges_and_a_second_run_changes_nothing() {
             .success()
     );
 
-    // `ssh-client` is a virtual package here: apt takes openssh-client for it and dpkg never
-    // lists ssh-client, so it is never seen installed. The run must say so, not succeed.
-    let never = deploy(&host, &["--package", "ssh-client"]);
+    // `ssh-client` is a virtual package here: apt would take openssh-client for it and dpkg
+    // would never list ssh-client installed. Refused at plan time, before any change.
+    let before = host.fingerprint();
+    let virt = deploy(&host, &["--package", "ssh-client"]);
+    assert_eq!(virt.code, 1, "{}", virt.stderr);
+    assert_eq!(
+        virt.one_error_line(),
+        "error: package ssh-client is virtual on this host (provided by openssh-client): the state must name the real package"
+    );
+    assert!(!virt.stdout.contains("summary:"), "{}", virt.stdout);
+    assert_eq!(host.fingerprint(), before, "nothing changed");
+
+    // A host whose package facts contradict the install: a dpkg-query in front of the real
+    // one hides `tree` (PATH has /usr/local/bin first), as a package installing under another
+    // name would. The run must say so, not succeed.
+    host.sh(
+        "printf '#!/bin/sh\\n/usr/bin/dpkg-query \"$@\" | grep -v \"^tree\"\\n' > /usr/local/bin/dpkg-query && chmod 755 /usr/local/bin/dpkg-query",
+    );
+    let never = deploy(&host, &["--package", "tree"]);
     assert_eq!(never.code, 1, "{}", never.stderr);
     assert!(
         never
             .one_error_line()
-            .contains("the host does not match the desired state after applying, still different: packages: install ssh-client"),
+            .contains("the host does not match the desired state after applying, still different: packages: install tree"),
         "{}",
         never.stderr
     );
@@ -89,17 +105,18 @@ fn example_converges_and_a_second_run_changes_nothing() {
     );
     // with a change planned behind it, every round stops after the install again: the
     // round limit ends the run with both named, never with a summary
-    let stuck = deploy(&host, &["--package", "ssh-client", "--message", "changed"]);
+    let stuck = deploy(&host, &["--package", "tree", "--message", "changed"]);
     assert_eq!(stuck.code, 1, "{}", stuck.stderr);
     let line = stuck.one_error_line();
     assert!(
         line.contains(
-            "the host did not converge in 4 rounds, still to change: packages: install ssh-client; "
+            "the host did not converge in 4 rounds, still to change: packages: install tree; "
         ) && line.contains("/srv/webhost/index.html"),
         "{}",
         stuck.stderr
     );
     assert!(!stuck.stdout.contains("summary:"), "{}", stuck.stdout);
+    host.sh("rm /usr/local/bin/dpkg-query");
 }
 
 #[test]

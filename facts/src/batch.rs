@@ -36,6 +36,8 @@ pub struct HostFacts {
     /// The container technology, `None` on a VM or bare metal.
     pub container: Option<String>,
     pub packages: BTreeMap<String, Package>,
+    /// Asked-for packages that are not installed and only virtual, with their providers.
+    pub virtual_packages: BTreeMap<String, Vec<String>>,
     pub paths: BTreeMap<String, PathState>,
     pub users: BTreeMap<String, User>,
     pub groups: BTreeMap<String, Group>,
@@ -65,6 +67,10 @@ impl Query {
         section("arch", os::ARCH.into());
         section("container", os::CONTAINER.into());
         section("packages", packages::snippet(&strs(&self.packages)));
+        section(
+            "virtual",
+            packages::virtual_snippet(&strs(&self.packages)),
+        );
         section("paths", paths::snippet(&strs(&self.paths)));
         section("users", accounts::passwd_snippet(&strs(&self.users)));
         section("groups", accounts::group_snippet(&strs(&self.groups)));
@@ -109,6 +115,7 @@ impl Query {
             dpkg_arch,
             container: os::parse_container(get("container")?),
             packages: by_name(packages::parse(get("packages")?), |p| &p.name),
+            virtual_packages: packages::parse_virtual(get("virtual")?),
             paths: paths::parse(get("paths")?)?,
             users: by_name(accounts::parse_passwd(get("users")?)?, |u| &u.name),
             groups: by_name(accounts::parse_group(get("groups")?)?, |g| &g.name),
@@ -207,6 +214,7 @@ mod tests {
 \n@@T arch\nx86_64\namd64\n\
 \n@@T container\nsystemd-nspawn\n\
 \n@@T packages\n\
+\n@@T virtual\nPackage: nginx\nVersions: \n\nReverse Provides: \nnginx-full 1.22 (= )\n\
 \n@@T paths\nf\troot\troot\t644\t\t/etc/hostname\n--hashes--\n855fe6882de49825c98850b11d8e573f0485ac8c48c2e0c2ba2fa4459ead2365  /etc/hostname\n\
 \n@@T users\nroot:x:0:0:root:/root:/bin/bash\n\
 \n@@T groups\nroot:x:0:\n\
@@ -219,6 +227,7 @@ mod tests {
         assert_eq!(f.dpkg_arch, "amd64");
         assert_eq!(f.container.as_deref(), Some("systemd-nspawn"));
         assert!(!f.package_installed("nginx"));
+        assert_eq!(f.virtual_packages["nginx"], ["nginx-full"]);
         assert!(f.units["ssh.service"].is_active());
         assert!(!f.checks["has-curl"]);
         assert_eq!(

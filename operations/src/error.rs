@@ -29,6 +29,12 @@ pub enum Error {
     /// Restarts or reloads that failed (each message names the unit and what was done).
     #[error("{0}")]
     HandlersFailed(String),
+    /// apt would install a provider under another name, and the plan would never converge.
+    #[error("package {name} is virtual on this host (provided by {}): the state must name the real package", providers.join(", "))]
+    VirtualPackage {
+        name: String,
+        providers: Vec<String>,
+    },
     #[error("invalid resource: {0}")]
     Invalid(String),
 }

@@ -6,6 +6,7 @@
 //! prints the plan; [`apply`] runs exactly that plan, then the restart handlers.
 
 mod apply;
+pub mod apt;
 mod diff;
 mod error;
 mod plan;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::resource::*;
 use crate::restarts::{self, Pending};
-use crate::{Error, State, diff, script};
+use crate::{Error, State, apt, diff, script};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -132,6 +132,15 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
     let installs: Vec<String> = wanted_packages(state, true)
         .filter(|n| !facts.package_installed(n))
         .collect();
+    if let Some((name, providers)) = installs
+        .iter()
+        .find_map(|n| facts.virtual_packages.get_key_value(n))
+    {
+        return Err(Error::VirtualPackage {
+            name: name.clone(),
+            providers: providers.clone(),
+        });
+    }
     let removals: Vec<String> = wanted_packages(state, false)
         .filter(|n| facts.package_installed(n))
         .collect();
@@ -150,9 +159,9 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
                 } else if !*placed {
                     *placed = true;
                     let script = if pkg.present {
-                        script::apt_install(list)
+                        apt::install(list)
                     } else {
-                        script::apt_remove(list)
+                        apt::remove(list)
                     };
                     let desc = format!("packages: {verb} {}", list.join(" "));
                     let mut c = Change::new(ChangeKind::Packages, &list.join(" "), desc, script);

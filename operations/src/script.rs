@@ -1,6 +1,6 @@
 //! The shell commands that carry out changes. Every one of them is safe to run twice.
 
-use facts::shell::{quote, quote_all};
+use facts::shell::quote;
 
 /// Writes stdin to `path` atomically: a temp file next to it gets owner and mode first, then
 /// is renamed over the old file, so nobody ever reads a half-written or too-open file.
@@ -75,31 +75,6 @@ pub(crate) fn symlink(path: &str, target: &str) -> String {
 
 pub(crate) fn remove(path: &str) -> String {
     format!("rm -f -- {}", quote(path))
-}
-
-pub(crate) const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
-
-/// One apt-get call for all packages. Daemons are kept from starting during the install
-/// (policy-rc.d answers 101) so that an unconfigured service never grabs a port; the state's
-/// own service resources start them once their configuration is in place.
-pub(crate) fn apt_install(packages: &[String]) -> String {
-    format!(
-        "set -e; export DEBIAN_FRONTEND=noninteractive\n\
-         created=\n\
-         if [ ! -e {POLICY_RC_D} ]; then printf '#!/bin/sh\\n# chatmail-deploy: no daemon starts during package installs\\nexit 101\\n' > {POLICY_RC_D}; chmod 755 {POLICY_RC_D}; created=1; fi\n\
-         trap '[ -z \"$created\" ] || rm -f {POLICY_RC_D}' EXIT\n\
-         if [ -z \"$(find /var/cache/apt/pkgcache.bin -mmin -1440 2>/dev/null)\" ]; then apt-get -q -o DPkg::Lock::Timeout=600 update; fi\n\
-         apt-get -q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install -- {}",
-        quote_all(packages)
-    )
-}
-
-pub(crate) fn apt_remove(packages: &[String]) -> String {
-    format!(
-        "set -e; export DEBIAN_FRONTEND=noninteractive\n\
-         apt-get -q -y -o DPkg::Lock::Timeout=600 remove -- {}",
-        quote_all(packages)
-    )
 }
 
 pub(crate) fn group_add(name: &str, system: bool) -> String {

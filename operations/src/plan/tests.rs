@@ -283,3 +283,16 @@ fn users_get_missing_supplementary_groups_only() {
         .push("postfix".into());
     assert!(plan(&s, &f).unwrap().is_empty());
 }
+
+#[test]
+fn a_virtual_package_to_install_is_refused_at_plan_time() {
+    let mut facts = debian();
+    facts
+        .virtual_packages
+        .insert("curl".into(), vec!["curl-real".into(), "curl-other".into()]);
+    let err = plan(&web_state(), &facts).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "package curl is virtual on this host (provided by curl-real, curl-other): the state must name the real package"
+    );
+}
