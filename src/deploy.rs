@@ -119,6 +119,9 @@ pub async fn deploy_with(
     let code = if plan_args.dry_run {
         operations::fetch_old_contents(&remote, &mut plan).await?;
         printer.plan(&plan);
+        for w in &plan.warnings {
+            printer.host_warning(w);
+        }
         printer.summary(&Summary {
             host: target.describe(),
             dry_run: true,
@@ -139,6 +142,7 @@ pub async fn deploy_with(
         };
         let mut applied = Vec::new();
         let mut covered = 0;
+        let mut warnings = plan.warnings.clone();
         // A package install may create what later resources manage: after it, plan again.
         for round in 1.. {
             let outcome = operations::apply(&remote, &plan, &printer, &options).await?;
@@ -169,12 +173,17 @@ pub async fn deploy_with(
             printer.status("checking the host against the desired state");
             let facts = state.query().gather(&remote).await?;
             let left = operations::plan(state, &facts)?;
+            warnings = left.warnings.clone();
             if !left.changes.is_empty() {
                 bail!(
                     "the host does not match the desired state after applying, still different: {}",
                     names(&left)
                 );
             }
+        }
+        // said about the host as the run leaves it
+        for w in &warnings {
+            printer.host_warning(w);
         }
         printer.summary(&Summary {
             host: target.describe(),

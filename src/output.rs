@@ -148,6 +148,11 @@ impl Printer {
         let _ = std::io::stdout().flush();
     }
 
+    /// A warning about the host as it is after the run (stderr, in JSON mode too).
+    pub fn host_warning(&self, message: &str) {
+        self.info(&format!("{} {message}", self.paint(RED, "warning:")));
+    }
+
     pub fn info(&self, message: &str) {
         let bar = self.bar.lock().unwrap();
         match bar.as_ref() {

@@ -86,6 +86,8 @@ pub struct Plan {
     pub handlers: Vec<Change>,
     /// Resources already in their wanted state.
     pub unchanged: usize,
+    /// What the state says about the host as it is (see [`State::warning`]).
+    pub warnings: Vec<String>,
     /// Handlers that an interrupted earlier run left on the host.
     #[serde(skip)]
     pub(crate) pending_on_host: Pending,
@@ -197,10 +199,17 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
     let handlers_pending = handlers(state, &changes, &pending_on_host);
     let handlers = handler_changes(&handlers_pending, &pending_on_host, &state.config_checks);
     let keeps_previous = changes.iter().any(|c| c.keeps_previous);
+    let warnings = state
+        .warnings
+        .iter()
+        .filter(|(check, _)| facts.checks.get(check).copied().unwrap_or(false))
+        .map(|(_, message)| message.clone())
+        .collect();
     Ok(Plan {
         changes,
         handlers,
         unchanged,
+        warnings,
         pending_on_host,
         pending: handlers_pending,
         keeps_previous,

@@ -14,6 +14,9 @@ pub struct State {
     /// unit is restarted or reloaded only after its check passed; on failure the files
     /// this run changed for it are put back (see [`State::config_check`]).
     pub config_checks: BTreeMap<String, String>,
+    /// (shell condition, message): the message is a warning of every plan whose facts have
+    /// the condition true, e.g. a fallback that stays in place until its cause goes away.
+    pub warnings: Vec<(String, String)>,
 }
 
 impl State {
@@ -63,6 +66,12 @@ impl State {
         self
     }
 
+    /// Warn with `message` whenever the shell condition `check` holds on the host.
+    pub fn warning(&mut self, check: &str, message: &str) -> &mut Self {
+        self.warnings.push((check.into(), message.into()));
+        self
+    }
+
     /// Checks what can be checked without the host: absolute, unique, printable paths.
     pub fn validate(&self) -> Result<(), Error> {
         let mut seen = BTreeSet::new();
@@ -87,6 +96,9 @@ impl State {
     pub fn query(&self) -> Query {
         let mut q = Query::default();
         q.reads.insert(restarts::PENDING_FILE.to_string());
+        for (check, _) in &self.warnings {
+            q.checks.insert(check.clone(), check.clone());
+        }
         for r in &self.resources {
             if let Some(path) = r.path() {
                 q.paths.insert(path.to_string());

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::ConfigArg;
 use crate::deploy::{HostArgs, PlanArgs, deploy_with};
+use crate::relay::dovecot_build::DovecotDebs;
 use crate::relay::{self, Relay, RelayOptions};
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +44,13 @@ pub struct Args {
     /// every config is still validated on the host before a service uses it
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Base URL of chatmail's Dovecot .debs instead of upstream's (needs --dovecot-pins)
+    #[arg(long, value_name = "URL", requires = "dovecot_pins")]
+    dovecot_debs: Option<String>,
+    /// sha256sum-format file pinning every .deb at --dovecot-debs
+    /// (`<sha256>  dovecot-core_<version>_<arch>.deb`, also imapd and lmtpd)
+    #[arg(long, value_name = "FILE", requires = "dovecot_debs")]
+    dovecot_pins: Option<PathBuf>,
 }
 
 fn parse_binary(s: &str) -> Result<(String, PathBuf), String> {
@@ -65,6 +73,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(PathBuf::from)
             .unwrap_or_default(),
     };
+    let dovecot_debs = match (&args.dovecot_debs, &args.dovecot_pins) {
+        (Some(url), Some(pins)) => {
+            let text = std::fs::read_to_string(pins)
+                .with_context(|| format!("cannot read {}", pins.display()))?;
+            DovecotDebs::from_pins(url, &text)
+                .with_context(|| format!("--dovecot-pins {}", pins.display()))?
+        }
+        _ => DovecotDebs::default(),
+    };
     let options = RelayOptions {
         disable_mail: args.disable_mail,
         bin_dir,
@@ -76,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         skip: args.skip.into_iter().collect(),
         website_only: args.website_only,
         template_dir: args.templates,
+        dovecot_debs,
     };
 
     let relay = Relay::load(&args.config.config, options)?;

@@ -9,8 +9,8 @@ const DOVECOT: &str = "dovecot.service";
 pub struct Dovecot;
 
 impl Component for Dovecot {
-    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
-        s.add(super::dovecot_build::install());
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        super::dovecot_build::add(&relay.options.dovecot_debs, s);
         Ok(())
     }
 

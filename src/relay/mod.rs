@@ -8,7 +8,7 @@ mod base;
 mod chatmaild;
 mod context;
 mod dovecot;
-mod dovecot_build;
+pub mod dovecot_build;
 mod iroh;
 mod mtail;
 mod nginx;
@@ -53,6 +53,8 @@ pub struct RelayOptions {
     pub website_only: bool,
     /// Templates that replace the built-in ones of the same name (`run --templates DIR`).
     pub template_dir: Option<PathBuf>,
+    /// Where chatmail's Dovecot build comes from (default: upstream's URLs and pins).
+    pub dovecot_debs: dovecot_build::DovecotDebs,
 }
 
 /// Components that can be left out with `--skip`.

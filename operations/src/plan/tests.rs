@@ -296,3 +296,15 @@ fn a_virtual_package_to_install_is_refused_at_plan_time() {
         "package curl is virtual on this host (provided by curl-real, curl-other): the state must name the real package"
     );
 }
+
+#[test]
+fn a_warning_is_in_the_plan_exactly_when_its_condition_holds() {
+    let mut state = web_state();
+    state.warning("test -e /fallback", "the fallback runs");
+    let query = state.query();
+    assert!(query.checks.contains_key("test -e /fallback"));
+    let mut facts = debian();
+    assert!(plan(&state, &facts).unwrap().warnings.is_empty());
+    facts.checks.insert("test -e /fallback".into(), true);
+    assert_eq!(plan(&state, &facts).unwrap().warnings, ["the fallback runs"]);
+}
