@@ -8,15 +8,7 @@ use std::process::{Command, Stdio};
 use common::{TestHost, enabled, example, http_get, known_hosts, run, ssh_env};
 
 fn deploy(host: &TestHost, extra: &[&str]) -> common::Run {
-    let kh = known_hosts();
-    let mut args = vec![
-        "--ssh-host",
-        host.addr.as_str(),
-        "--known-hosts",
-        kh.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    run(&example("webhost"), &args, &[])
+    common::deploy_webhost(host, extra)
 }
 
 /// Main PIDs of the example's services: a restart changes them.

@@ -23,6 +23,8 @@ pub struct Query {
     pub checks: BTreeMap<String, String>,
     /// Small text files read whole (missing files read as `None`).
     pub reads: BTreeSet<String>,
+    /// Named shell commands whose standard output is the fact (stderr dropped).
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// Everything the planner knows about the host.
@@ -44,6 +46,7 @@ pub struct HostFacts {
     pub units: BTreeMap<String, Unit>,
     pub checks: BTreeMap<String, bool>,
     pub reads: BTreeMap<String, Option<String>>,
+    pub outputs: BTreeMap<String, String>,
 }
 
 impl HostFacts {
@@ -67,10 +70,7 @@ impl Query {
         section("arch", os::ARCH.into());
         section("container", os::CONTAINER.into());
         section("packages", packages::snippet(&strs(&self.packages)));
-        section(
-            "virtual",
-            packages::virtual_snippet(&strs(&self.packages)),
-        );
+        section("virtual", packages::virtual_snippet(&strs(&self.packages)));
         section("paths", paths::snippet(&strs(&self.paths)));
         section("users", accounts::passwd_snippet(&strs(&self.users)));
         section("groups", accounts::group_snippet(&strs(&self.groups)));
@@ -86,6 +86,12 @@ impl Query {
             section(
                 &format!("read{i}"),
                 format!("if [ -f {p} ]; then echo present; cat {p}; else echo absent; fi"),
+            );
+        }
+        for (i, command) in self.outputs.values().enumerate() {
+            section(
+                &format!("output{i}"),
+                format!("( {command} ) 2>/dev/null || true"),
             );
         }
         section("end", String::new());
@@ -122,6 +128,7 @@ impl Query {
             units: BTreeMap::new(),
             checks: BTreeMap::new(),
             reads: BTreeMap::new(),
+            outputs: BTreeMap::new(),
         };
         if !unit_names.is_empty() {
             facts.units = by_name(units::parse(&unit_names, get("units")?)?, |u| &u.name);
@@ -134,6 +141,10 @@ impl Query {
             let body = get(&format!("read{i}"))?;
             let content = body.strip_prefix("present\n").map(str::to_string);
             facts.reads.insert(path.clone(), content);
+        }
+        for (i, name) in self.outputs.keys().enumerate() {
+            let body = get(&format!("output{i}"))?;
+            facts.outputs.insert(name.clone(), body.to_string());
         }
         Ok(facts)
     }
@@ -181,6 +192,8 @@ mod tests {
         q.units.insert("ssh.service".into());
         q.checks.insert("has-curl".into(), "command -v curl".into());
         q.reads.insert("/var/lib/x/pending".into());
+        q.outputs
+            .insert("greeting".into(), "echo hello; echo noise >&2".into());
         q
     }
 
@@ -204,6 +217,7 @@ mod tests {
         assert!(facts.groups.contains_key("root"));
         assert!(facts.paths.contains_key("/etc/hostname"));
         assert!(facts.checks.contains_key("has-curl"));
+        assert_eq!(facts.outputs["greeting"], "hello\n");
         assert_eq!(facts.reads["/var/lib/x/pending"], None);
     }
 
@@ -221,6 +235,7 @@ mod tests {
 \n@@T units\nId=ssh.service\nLoadState=loaded\nActiveState=active\nFragmentPath=/lib/systemd/system/ssh.service\nUnitFileState=enabled\n\
 \n@@T check0\nno\n\
 \n@@T read0\npresent\nrestart nginx.service\n\
+\n@@T output0\nhello\n\
 \n@@T end\n";
         let f = q.parse("T", out).unwrap();
         assert!(f.os.is_debian());

@@ -106,7 +106,12 @@ mod tests {
     #[test]
     fn scripts_are_valid_shell() {
         for script in [install(&["a".into(), "b c".into()]), remove(&["a".into()])] {
-            let out = Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
+            let out = Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{script}");
         }
         assert!(install(&["nginx".into()]).ends_with("chatmail_apt_install nginx"));
@@ -152,11 +157,15 @@ mod tests {
         write("sleep", "");
         let fake = format!("PATH={}:$PATH\n", dir.display());
         let functions = functions().replace(UPDATED_STAMP, &stamp.display().to_string());
-        let ok = sh(&format!("{functions}{fake}chatmail_apt_update && echo updated"));
+        let ok = sh(&format!(
+            "{functions}{fake}chatmail_apt_update && echo updated"
+        ));
         assert_eq!(String::from_utf8_lossy(&ok.stdout), "updated\n");
         let err = String::from_utf8_lossy(&ok.stderr);
         assert!(
-            err.contains("waiting for the apt lists lock, held by process 42 (apt-get) (0 s of 600 s)"),
+            err.contains(
+                "waiting for the apt lists lock, held by process 42 (apt-get) (0 s of 600 s)"
+            ),
             "{err}"
         );
         assert!(stamp.exists());

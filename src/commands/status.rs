@@ -151,7 +151,9 @@ mod tests {
             dovecot_build("1:2.3.21+dfsg1-3\nchatmail\n"),
             "chatmail's 1:2.3.21+dfsg1-3"
         );
-        assert!(dovecot_build("1:2.3.19.1+dfsg1-2.1+deb12u1\n").starts_with("WARN Debian's 1:2.3.19.1"));
+        assert!(
+            dovecot_build("1:2.3.19.1+dfsg1-2.1+deb12u1\n").starts_with("WARN Debian's 1:2.3.19.1")
+        );
         assert_eq!(dovecot_build(""), "-");
     }
 

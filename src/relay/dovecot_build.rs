@@ -104,10 +104,7 @@ impl DovecotDebs {
             if !PACKAGES.contains(&package) {
                 continue;
             }
-            let Some((v, arch)) = rest
-                .strip_suffix(".deb")
-                .and_then(|r| r.rsplit_once('_'))
-            else {
+            let Some((v, arch)) = rest.strip_suffix(".deb").and_then(|r| r.rsplit_once('_')) else {
                 bail!("{file}: expected dovecot-{package}_<version>_<arch>.deb");
             };
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -367,9 +364,7 @@ mod tests {
                 .to_string(),
             "no dovecot-imapd for amd64 listed"
         );
-        let mixed = format!(
-            "{sha}  dovecot-core_1_amd64.deb\n{sha}  dovecot-imapd_2_amd64.deb\n"
-        );
+        let mixed = format!("{sha}  dovecot-core_1_amd64.deb\n{sha}  dovecot-imapd_2_amd64.deb\n");
         assert_eq!(
             DovecotDebs::from_pins("http://x", &mixed)
                 .unwrap_err()

@@ -11,7 +11,8 @@ const MTAIL_CHECK: &str = "preflight: mtail_address on the host";
 /// (port, processes allowed to hold it)
 fn ports(c: &Config) -> Vec<(u16, &'static [&'static str])> {
     let smtpd: &[&str] = &["master", "smtpd"];
-    let filtermail: &[&str] = &["filtermail"];
+    // systemd holds them when the units are socket-activated
+    let filtermail: &[&str] = &["filtermail", "systemd"];
     let mut list = vec![
         (25, smtpd),
         (53, &["unbound"][..]),
@@ -40,9 +41,9 @@ fn ports(c: &Config) -> Vec<(u16, &'static [&'static str])> {
     list
 }
 
-fn port_check(port: u16) -> String {
-    format!("preflight: port {port}")
-}
+/// The host's TCP listeners with their programs, in `ss -Hltnp` format.
+const LISTENERS: &str = "preflight: listeners";
+const NO_SS: &str = "@no-ss";
 
 /// Adds the host-side checks to the facts query.
 pub fn extend_query(config: &Config, q: &mut Query) {
@@ -55,16 +56,65 @@ pub fn extend_query(config: &Config, q: &mut Query) {
             ),
         );
     }
-    // succeeds when the port is free or held by one of the expected programs
+    q.outputs
+        .insert(LISTENERS.into(), format!("ss -Hltnp || echo {NO_SS}"));
+}
+
+/// One listening socket: its port and the programs holding it (`(name, pid)`; empty when
+/// `ss` cannot see them, e.g. a process in another PID namespace).
+#[derive(Debug, PartialEq)]
+struct Listener {
+    port: u16,
+    programs: Vec<(String, String)>,
+}
+
+/// Parses `ss -Hltnp` lines: `LISTEN 0 4096 0.0.0.0:443 0.0.0.0:* users:(("nginx",pid=7,fd=6))`.
+fn parse_listeners(out: &str) -> Vec<Listener> {
+    out.lines()
+        .filter_map(|line| {
+            let local = line.split_whitespace().nth(3)?;
+            let port = local.rsplit_once(':')?.1.parse().ok()?;
+            let programs = line
+                .split("((\"")
+                .skip(1)
+                .flat_map(|users| users.split("),(\""))
+                .filter_map(|entry| {
+                    let (name, rest) = entry.trim_start_matches('"').split_once('"')?;
+                    let pid = rest
+                        .split(',')
+                        .find_map(|f| f.strip_prefix("pid="))
+                        .unwrap_or("?");
+                    Some((name.to_string(), pid.to_string()))
+                })
+                .collect();
+            Some(Listener { port, programs })
+        })
+        .collect()
+}
+
+/// The first port of the relay held by another program, as an error line.
+fn port_conflict(config: &Config, listeners: &[Listener]) -> Option<String> {
     for (port, allowed) in ports(config) {
-        let names = allowed.join("|");
-        q.checks.insert(
-            port_check(port),
-            format!(
-                "! ss -Hlptn 'sport = :{port}' | grep -q . || ss -Hlptn 'sport = :{port}' | grep -qE '\\(\\(\"({names})\"'"
-            ),
-        );
+        for l in listeners.iter().filter(|l| l.port == port) {
+            if l.programs.is_empty() {
+                return Some(format!(
+                    "port {port} is held by a program this host does not show (another container or the host outside it?); the relay needs it for {}",
+                    allowed.join("/")
+                ));
+            }
+            if let Some((name, pid)) = l
+                .programs
+                .iter()
+                .find(|(name, _)| !allowed.contains(&name.as_str()))
+            {
+                return Some(format!(
+                    "port {port} is held by {name} (pid {pid}); the relay needs it for {}: stop {name} or move it to another port",
+                    allowed.join("/")
+                ));
+            }
+        }
     }
+    None
 }
 
 fn is_loopback(addr: &str) -> bool {
@@ -81,16 +131,12 @@ pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
             config.mtail_address.as_deref().unwrap_or("")
         );
     }
-    // in containers the host's ports are not ours to judge
-    if facts.container.is_none() {
-        for (port, allowed) in ports(config) {
-            if let Some(false) = facts.checks.get(&port_check(port)) {
-                bail!(
-                    "port {port} is occupied by another program (expected: {})",
-                    allowed.join(", ")
-                );
-            }
-        }
+    // wherever ss works, containers included: a squatter there breaks the relay just the same
+    if let Some(out) = facts.outputs.get(LISTENERS)
+        && !out.contains(NO_SS)
+        && let Some(conflict) = port_conflict(config, &parse_listeners(out))
+    {
+        bail!("{conflict}");
     }
     Ok(())
 }
@@ -172,7 +218,7 @@ mod tests {
         let mut q = Query::default();
         extend_query(&c, &mut q);
         assert!(q.checks[MTAIL_CHECK].contains("' 10.77.0.99/'"));
-        assert!(q.checks.contains_key("preflight: port 25"));
+        assert!(q.outputs[LISTENERS].starts_with("ss -Hltnp"));
         let mut facts = HostFacts::default();
         facts.checks.insert(MTAIL_CHECK.into(), false);
         let err = check(&c, &facts).unwrap_err().to_string();
@@ -181,17 +227,44 @@ mod tests {
             "{err}"
         );
         facts.checks.insert(MTAIL_CHECK.into(), true);
-        facts.checks.insert("preflight: port 443".into(), false);
-        assert!(
-            check(&c, &facts)
-                .unwrap_err()
-                .to_string()
-                .starts_with("port 443 is occupied")
+        facts.container = Some("lxc".into());
+        facts.outputs.insert(
+            LISTENERS.into(),
+            "LISTEN 0 511 0.0.0.0:443 0.0.0.0:* users:((\"apache2\",pid=812,fd=4),(\"apache2\",pid=813,fd=4))\n".into(),
         );
-        facts.container = Some("systemd-nspawn".into());
+        assert_eq!(
+            check(&c, &facts).unwrap_err().to_string(),
+            "port 443 is held by apache2 (pid 812); the relay needs it for nginx: stop apache2 or move it to another port",
+            "containers are checked too"
+        );
+        facts.outputs.insert(LISTENERS.into(), format!("{NO_SS}\n"));
+        assert!(check(&c, &facts).is_ok(), "no ss, no judgement");
+    }
+
+    /// Captured on a deployed test relay (Debian 12, systemd-nspawn), shortened.
+    #[test]
+    fn a_deployed_relay_holds_its_own_ports() {
+        let out = "LISTEN 0 100 0.0.0.0:25 0.0.0.0:* users:((\"master\",pid=1203,fd=13))\n\
+LISTEN 0 511 0.0.0.0:443 0.0.0.0:* users:((\"nginx\",pid=1301,fd=8),(\"nginx\",pid=1300,fd=8))\n\
+LISTEN 0 511 [::]:443 [::]:* users:((\"nginx\",pid=1301,fd=9))\n\
+LISTEN 0 256 127.0.0.1:53 0.0.0.0:* users:((\"unbound\",pid=990,fd=5))\n\
+LISTEN 0 4096 127.0.0.1:10080 0.0.0.0:* users:((\"filtermail\",pid=1100,fd=9))\n\
+LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=80,fd=3))\n";
+        let l = parse_listeners(out);
+        assert_eq!(l.len(), 6);
+        assert_eq!(
+            l[1].programs,
+            [
+                ("nginx".into(), "1301".into()),
+                ("nginx".into(), "1300".into())
+            ]
+        );
+        assert_eq!(port_conflict(&config(""), &l), None);
+        let hidden = parse_listeners("LISTEN 0 511 *:80 *:*\n");
         assert!(
-            check(&c, &facts).is_ok(),
-            "ports are not checked in containers"
+            port_conflict(&config(""), &hidden)
+                .unwrap()
+                .starts_with("port 80 is held by a program this host does not show")
         );
     }
 

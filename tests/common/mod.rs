@@ -175,6 +175,19 @@ impl Run {
     }
 }
 
+/// Deploys the webhost example to `host` with `extra` arguments.
+pub fn deploy_webhost(host: &TestHost, extra: &[&str]) -> Run {
+    let kh = known_hosts();
+    let mut args = vec![
+        "--ssh-host",
+        host.addr.as_str(),
+        "--known-hosts",
+        kh.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    run(&example("webhost"), &args, &[])
+}
+
 pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(program)
         .args(args)

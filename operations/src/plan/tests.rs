@@ -306,5 +306,8 @@ fn a_warning_is_in_the_plan_exactly_when_its_condition_holds() {
     let mut facts = debian();
     assert!(plan(&state, &facts).unwrap().warnings.is_empty());
     facts.checks.insert("test -e /fallback".into(), true);
-    assert_eq!(plan(&state, &facts).unwrap().warnings, ["the fallback runs"]);
+    assert_eq!(
+        plan(&state, &facts).unwrap().warnings,
+        ["the fallback runs"]
+    );
 }
