@@ -85,8 +85,6 @@ pub(crate) fn parse_virtual(out: &str) -> BTreeMap<String, Vec<String>> {
             part = Part::Versions;
         } else if line.starts_with("Reverse Provides:") {
             part = Part::ReverseProvides;
-        } else if line.ends_with(':') && !line.starts_with(' ') && !line.contains(' ') {
-            part = Part::Other;
         } else if line.starts_with("Reverse Depends:")
             || line.starts_with("Dependencies:")
             || line.starts_with("Provides:")
