@@ -103,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // the resources do not depend on the architecture, only the binaries' sources do
     let mut query = relay::desired_state(&relay)?.query();
     relay::preflight::extend_query(&relay.config, &mut query);
+    relay.options.dovecot_debs.extend_query(&mut query);
     let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
         relay::preflight::check(&relay.config, facts)?;
         if facts.arch != std::env::consts::ARCH && !bin_dir_given {
@@ -113,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 facts.arch
             );
         }
-        relay::desired_state(&relay.with_arch(&facts.arch))
+        relay::desired_state(&relay.with_arch(&facts.arch).with_dovecot_facts(facts))
     };
     let host = args.host.or_host(&relay.config.mail_domain_bare);
     let code = deploy_with(&host, &args.plan, &query, &state_for).await?;

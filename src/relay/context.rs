@@ -67,6 +67,14 @@ impl Relay {
         }
     }
 
+    /// The same relay, knowing from the host's facts whether chatmail's Dovecot build runs
+    /// there after this run (the Dovecot config differs for Debian's build).
+    pub fn with_dovecot_facts(mut self, facts: &facts::HostFacts) -> Relay {
+        let chatmail = self.options.dovecot_debs.runs_after_this_run(facts);
+        self.vars["dovecot_chatmail_build"] = Value::Bool(chatmail);
+        self
+    }
+
     pub fn tls_mode(&self) -> TlsMode {
         self.config.tls_cert_mode.clone()
     }
@@ -119,6 +127,8 @@ fn build_website(config: &Config) -> Option<Vec<(String, Vec<u8>)>> {
 fn variables(c: &Config, o: &RelayOptions) -> Value {
     json!({
         "mail_domain": c.mail_domain,
+        // until the host's facts say otherwise (see `with_dovecot_facts`)
+        "dovecot_chatmail_build": true,
         "mail_domain_bare": c.mail_domain_bare,
         "postfix_myhostname": c.postfix_myhostname,
         "ipv4_relay": c.ipv4_relay.is_some(),

@@ -157,6 +157,28 @@ impl DovecotDebs {
         )
     }
 
+    /// The guard of the install: not installed yet, and the .debs can be had.
+    fn install_guard(&self) -> String {
+        format!(
+            "! {{ {}; }} && {{ {}; }}",
+            self.installed_check(),
+            self.fetchable_check()
+        )
+    }
+
+    /// Adds what [`DovecotDebs::runs_after_this_run`] needs beyond the state's own query.
+    pub fn extend_query(&self, q: &mut facts::Query) {
+        let installed = self.installed_check();
+        q.checks.insert(installed.clone(), installed);
+    }
+
+    /// Whether chatmail's build runs on the host once this run is done: it is installed, or
+    /// the run installs it (the facts hold both guards' answers).
+    pub fn runs_after_this_run(&self, facts: &facts::HostFacts) -> bool {
+        let answer = |check: String| facts.checks.get(&check).copied().unwrap_or(false);
+        answer(self.installed_check()) || answer(self.install_guard())
+    }
+
     /// The shell test: every .deb for this host is in /root with its pin, or the first one
     /// can be reached at one of the URLs.
     fn fetchable_check(&self) -> String {
@@ -261,7 +283,7 @@ pub fn add(debs: &DovecotDebs, s: &mut State) {
             debs.urls.join(" or ")
         ),
         script: debs.install_script(),
-        guard: Guard::OnlyIf(format!("! {{ {installed}; }} && {{ {fetchable}; }}")),
+        guard: Guard::OnlyIf(debs.install_guard()),
         notify: vec![],
     });
     s.add(Command {
@@ -342,6 +364,26 @@ mod tests {
             ..debs.clone()
         };
         assert!(!run(&other.installed_check()));
+    }
+
+    #[test]
+    fn the_build_that_runs_after_the_run_follows_the_facts() {
+        let debs = DovecotDebs::default();
+        let mut q = facts::Query::default();
+        debs.extend_query(&mut q);
+        let mut s = State::new();
+        add(&debs, &mut s);
+        q.checks.extend(s.query().checks);
+        let mut facts = facts::HostFacts::default();
+        for check in q.checks.keys() {
+            facts.checks.insert(check.clone(), false);
+        }
+        assert!(!debs.runs_after_this_run(&facts), "Debian's build stays");
+        facts.checks.insert(debs.install_guard(), true);
+        assert!(debs.runs_after_this_run(&facts), "this run installs it");
+        facts.checks.insert(debs.install_guard(), false);
+        facts.checks.insert(debs.installed_check(), true);
+        assert!(debs.runs_after_this_run(&facts), "installed");
     }
 
     #[test]
