@@ -59,6 +59,12 @@ pub struct Mailbox {
 }
 
 /// One IMAP session over any stream (plain before STARTTLS, TLS after).
+/// An IDLE in progress (see [`Imap::idle_begin`]).
+#[derive(Debug)]
+pub struct Idling {
+    tag: String,
+}
+
 pub struct Imap<S> {
     stream: S,
     buf: Vec<u8>,
@@ -205,11 +211,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Imap<S> {
         if self.exists >= min_exists {
             return Ok(self.exists);
         }
+        let idle = self.idle_begin().await?;
+        self.idle_end(idle, min_exists, deadline).await
+    }
+
+    /// Sends IDLE and returns once the server said it idles (`+`): from then on it owes the
+    /// client word of new mail. Finish with [`Imap::idle_end`].
+    pub async fn idle_begin(&mut self) -> anyhow::Result<Idling> {
         let tag = self.send_tagged("IDLE").await?;
         loop {
             let line = self.read_response().await?;
             if line.starts_with(b"+") {
-                break;
+                return Ok(Idling { tag });
             }
             if line.starts_with(tag.as_bytes()) {
                 bail!(
@@ -218,6 +231,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Imap<S> {
                 );
             }
         }
+    }
+
+    /// Waits in IDLE until the mailbox holds `min_exists` messages or `deadline` passes,
+    /// then ends the IDLE; returns the last count seen.
+    pub async fn idle_end(
+        &mut self,
+        idle: Idling,
+        min_exists: u32,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<u32> {
         while self.exists < min_exists {
             match tokio::time::timeout_at(deadline, self.read_response()).await {
                 Ok(line) => {
@@ -227,7 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Imap<S> {
             }
         }
         self.send_line("DONE").await?;
-        let response = self.complete(&tag).await?;
+        let response = self.complete(&idle.tag).await?;
         if !response.is_ok() {
             bail!("IDLE: {}", response.summary());
         }

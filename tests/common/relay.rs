@@ -1,7 +1,8 @@
 //! A self-signed relay deployed to a test host, for the tests that need a whole relay.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use super::{Run, TestHost, known_hosts, run};
 
@@ -21,11 +22,35 @@ pub fn bin_dir() -> PathBuf {
     deploy_tool().parent().unwrap().to_path_buf()
 }
 
+/// chatmail's Dovecot build for the test hosts, built once and served from the test network
+/// by tests/testhost/dovecot-debs: (base URL, its SHA256SUMS file).
+pub fn chatmail_dovecot() -> &'static (String, PathBuf) {
+    static SET: OnceLock<(String, PathBuf)> = OnceLock::new();
+    SET.get_or_init(|| {
+        let script = |command: &str| {
+            let out = Command::new("bash")
+                .arg(super::scripts().join("dovecot-debs"))
+                .arg(command)
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run dovecot-debs");
+            assert!(out.status.success(), "dovecot-debs {command} failed");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let url = script("serve");
+        let dir = PathBuf::from(script("build"));
+        (url, dir.join("SHA256SUMS"))
+    })
+}
+
 /// A booted test host with a chatmail.ini for `domain` (not deployed yet).
 pub struct Relay {
     pub host: TestHost,
     pub ini: PathBuf,
     pub bins: PathBuf,
+    /// Deploy with upstream's Dovecot source (unreachable here: Debian's build is installed)
+    /// instead of chatmail's build served to the test hosts.
+    pub upstream_dovecot: bool,
 }
 
 impl Relay {
@@ -41,7 +66,12 @@ impl Relay {
         std::fs::create_dir_all(&dir).unwrap();
         let ini = dir.join("chatmail.ini");
         super::test_ini(&deploy_tool(), &ini, domain);
-        Relay { host, ini, bins }
+        Relay {
+            host,
+            ini,
+            bins,
+            upstream_dovecot: false,
+        }
     }
 
     /// Deploys without the components that download from GitHub (test hosts cannot).
@@ -66,6 +96,15 @@ impl Relay {
         ];
         if !skip.is_empty() {
             args.extend(["--skip", skip]);
+        }
+        if !self.upstream_dovecot && !extra.contains(&"--dovecot-debs") {
+            let (url, pins) = chatmail_dovecot();
+            args.extend([
+                "--dovecot-debs",
+                url,
+                "--dovecot-pins",
+                pins.to_str().unwrap(),
+            ]);
         }
         args.extend_from_slice(extra);
         run(&deploy_tool(), &args, &[])
