@@ -45,6 +45,7 @@ fn main() {
     std::thread::scope(|s| {
         for (host, ini) in hosts.iter().zip(&inis) {
             let (tool, kh, bins) = (&tool, &kh, &bins);
+            let dovecot = common::relay::chatmail_dovecot();
             s.spawn(move || {
                 let args = [
                     "run",
@@ -58,6 +59,10 @@ fn main() {
                     path(bins),
                     "--skip",
                     "turn,iroh-relay",
+                    "--dovecot-debs",
+                    &dovecot.0,
+                    "--dovecot-pins",
+                    dovecot.1.to_str().unwrap(),
                 ];
                 let r = run(tool, &args, &[]);
                 assert_eq!(r.code, 0, "{}", r.stderr);
