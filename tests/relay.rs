@@ -50,7 +50,44 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     if !enabled("self_signed_relay") {
         return;
     }
-    let relay = Relay::new("relay-conv", "_relay-a.test");
+    let mut relay = Relay::new("relay-conv", "_relay-a.test");
+
+    // pre-flight: a relay binary the host cannot run (here: a Mac build) is refused before
+    // any change, naming the file and what is wrong
+    let built = relay.bins.clone();
+    let mac = relay.ini.with_file_name("mac-bins");
+    std::fs::create_dir_all(&mac).unwrap();
+    for name in [
+        "doveauth",
+        "chatmail-metadata",
+        "lastlogin",
+        "chatmail-expire",
+        "chatmail-fsreport",
+        "chatmail-quota-expire",
+        "filtermail",
+        "newemail",
+    ] {
+        std::fs::copy(built.join(name), mac.join(name)).unwrap();
+    }
+    std::fs::write(
+        mac.join("filtermail"),
+        b"\xcf\xfa\xed\xfe\x07\x00\x00\x01macho",
+    )
+    .unwrap();
+    relay.bins = mac.clone();
+    let before = relay.host.fingerprint();
+    let foreign = relay.deploy(&[]);
+    assert_eq!(foreign.code, 1, "{}", foreign.stderr);
+    let line = foreign.one_error_line();
+    assert!(
+        line.starts_with(&format!(
+            "error: {}/filtermail cannot run on the host (x86_64, glibc 2.36): it is a macOS (Mach-O) program",
+            mac.display()
+        )),
+        "{line}"
+    );
+    assert_eq!(relay.host.fingerprint(), before);
+    relay.bins = built;
 
     // pre-flight: an mtail address the host does not have stops the run before any change
     let good = std::fs::read_to_string(&relay.ini).unwrap();

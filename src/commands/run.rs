@@ -65,7 +65,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.config.display()
         );
     }
-    let bin_dir_given = args.bin_dir.is_some();
     let bin_dir = match args.bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -104,17 +103,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut query = relay::desired_state(&relay)?.query();
     relay::preflight::extend_query(&relay.config, &mut query);
     relay.options.dovecot_debs.extend_query(&mut query);
+    relay::elf::extend_query(&mut query);
     let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
         relay::preflight::check(&relay.config, facts)?;
-        if facts.arch != std::env::consts::ARCH && !bin_dir_given {
-            bail!(
-                "the host is {}, the relay binaries here are built for {}: pass --bin-dir with binaries for {}",
-                facts.arch,
-                std::env::consts::ARCH,
-                facts.arch
-            );
-        }
-        relay::desired_state(&relay.with_arch(&facts.arch).with_dovecot_facts(facts))
+        // every binary is checked against the host before it can be uploaded
+        relay::desired_state(&relay.for_host(facts))
     };
     let host = args.host.or_host(&relay.config.mail_domain_bare);
     let code = deploy_with(&host, &args.plan, &query, &state_for).await?;

@@ -28,6 +28,8 @@ pub struct Relay {
     pub website: Option<Vec<(String, Vec<u8>)>>,
     templates: Templates,
     vars: Value,
+    /// The host's machine and libc, once its facts are known: binaries are checked against it.
+    host_abi: Option<super::elf::HostAbi>,
 }
 
 impl Relay {
@@ -49,6 +51,7 @@ impl Relay {
             website,
             templates,
             vars,
+            host_abi: None,
         })
     }
 
@@ -64,15 +67,28 @@ impl Relay {
             templates: templates::load(self.options.template_dir.as_deref())
                 .expect("the templates loaded once already"),
             vars: self.vars.clone(),
+            host_abi: self.host_abi.clone(),
         }
     }
 
-    /// The same relay, knowing from the host's facts whether chatmail's Dovecot build runs
-    /// there after this run (the Dovecot config differs for Debian's build).
-    pub fn with_dovecot_facts(mut self, facts: &facts::HostFacts) -> Relay {
-        let chatmail = self.options.dovecot_debs.runs_after_this_run(facts);
-        self.vars["dovecot_chatmail_build"] = Value::Bool(chatmail);
-        self
+    /// The same relay for the host these facts describe: its architecture, the libc its
+    /// binaries must fit, and whether chatmail's Dovecot build runs there after this run
+    /// (the Dovecot config differs for Debian's build).
+    pub fn for_host(&self, facts: &facts::HostFacts) -> Relay {
+        let mut relay = self.with_arch(&facts.arch);
+        relay.host_abi = Some(super::elf::HostAbi::from_facts(facts));
+        let chatmail = relay.options.dovecot_debs.runs_after_this_run(facts);
+        relay.vars["dovecot_chatmail_build"] = Value::Bool(chatmail);
+        relay
+    }
+
+    /// Refuses a program the host cannot run (see [`super::elf::check`]).
+    pub fn check_program(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        match &self.host_abi {
+            Some(abi) => super::elf::check(&path.display().to_string(), bytes, abi)
+                .map_err(anyhow::Error::msg),
+            None => Ok(()),
+        }
     }
 
     pub fn tls_mode(&self) -> TlsMode {
@@ -96,12 +112,14 @@ impl Relay {
     /// The bytes of one of the relay's binaries, built for the host.
     pub fn binary(&self, name: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.options.bin_dir.join(name);
-        std::fs::read(&path).with_context(|| {
+        let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "relay binary {} is missing: build it with `cargo build --release -p chatmaild` or pass --bin-dir",
                 path.display()
             )
-        })
+        })?;
+        self.check_program(&path, &bytes)?;
+        Ok(bytes)
     }
 }
 

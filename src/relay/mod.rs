@@ -9,6 +9,7 @@ mod chatmaild;
 mod context;
 mod dovecot;
 pub mod dovecot_build;
+pub mod elf;
 mod iroh;
 mod mtail;
 mod nginx;

@@ -77,6 +77,7 @@ pub fn binary(relay: &Relay, name: &str, unit: &str) -> anyhow::Result<Resource>
     if let Some(local) = relay.options.local_binaries.get(name) {
         let bytes = std::fs::read(local)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", local.display()))?;
+        relay.check_program(local, &bytes)?;
         return Ok(File::new(pin.path, bytes).mode(0o755).restarts(unit).into());
     }
     let arch = relay.options.arch.as_str();
