@@ -1,0 +1,194 @@
+//! Restarts under load: a stream of encrypted messages through submission while a deploy
+//! restarts filtermail (and Postfix), on a real relay. Every message the client got a 250
+//! for must be stored exactly once, and a filtermail restart must refuse nothing.
+//!
+//! Needs CHATMAIL_TESTHOSTS=1 (root). Size: CHATMAIL_RESTART_MESSAGES (default 1000) per
+//! phase.
+
+mod common;
+mod restarts {
+    pub mod stream;
+}
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chatmail_deploy::probe::account::{Account, Rules};
+use chatmail_deploy::probe::tls::Connector;
+use common::relay::Relay;
+use common::{Run, enabled};
+use restarts::stream::{Stream, Tally, User};
+
+const DOMAIN: &str = "_gr-a.test";
+/// Concurrent submission clients.
+const CLIENTS: usize = 8;
+
+fn messages() -> usize {
+    std::env::var("CHATMAIL_RESTART_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Replace `key = ...` in the relay's ini (appending it if absent).
+fn set_ini(relay: &Relay, key: &str, value: &str) {
+    let text = std::fs::read_to_string(&relay.ini).unwrap();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| l.split('=').next().map(str::trim) != Some(key))
+        .map(str::to_owned)
+        .collect();
+    out.push(format!("{key} = {value}"));
+    std::fs::write(&relay.ini, out.join("\n") + "\n").unwrap();
+}
+
+/// Stream at least `min` messages; once 100 went out, run `during` (a deploy, blocking);
+/// keep streaming 3 s after it returned. Returns the records and what `during` returned.
+fn stream_while<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    relay: &Relay,
+    users: &Arc<Vec<User>>,
+    min: usize,
+    during: impl FnOnce() -> T + Send + 'static,
+) -> (Vec<(String, restarts::stream::Outcome)>, T, Duration) {
+    let stream = Stream::new();
+    let connector = Connector::new(true, Duration::from_secs(20)).unwrap();
+    let started = Instant::now();
+    let task = rt.spawn({
+        let (stop, sent) = (stream.stop.clone(), stream.sent.clone());
+        let s = Stream { stop, sent };
+        let (addr, users) = (relay.host.addr.clone(), users.clone());
+        async move { restarts::stream::run(&s, connector, addr, users, min).await }
+    });
+    while stream.sent.load(Ordering::SeqCst) < 100 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let result = during();
+    std::thread::sleep(Duration::from_secs(3));
+    stream.stop.store(true, Ordering::SeqCst);
+    let records = rt.block_on(task).unwrap();
+    (records, result, started.elapsed())
+}
+
+/// Wait until Postfix's queue is empty, then count each Message-ID in the maildirs.
+fn stored_ids(relay: &Relay) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let queued = relay.host.sh("postqueue -j | wc -l");
+        if queued.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not drain: {queued}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Dovecot stores gzip (zlib_save): zgrep reads both.
+    let out = relay.host.sh(&format!(
+        "find /home/vmail/mail/{DOMAIN} -type f \\( -path '*/cur/*' -o -path '*/new/*' \\) -print0 \
+         | xargs -0 -r zgrep -h -i -m1 -o '^Message-ID: *<[^>]*>' || true"
+    ));
+    let mut counts = BTreeMap::new();
+    for line in out.lines() {
+        let id = line["message-id:".len()..].trim().to_string();
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn users(rt: &tokio::runtime::Runtime, relay: &Relay) -> Arc<Vec<User>> {
+    let config = chatmaild::config::Config::load(&relay.ini).unwrap();
+    let rules = Rules::from_config(&config);
+    let connector = Connector::new(true, Duration::from_secs(20)).unwrap();
+    let addr = relay.host.addr.clone();
+    Arc::new(rt.block_on(async {
+        let mut users = Vec::new();
+        for _ in 0..CLIENTS {
+            users.push(User::create(&connector, &addr, Account::fresh(&rules)).await);
+        }
+        users
+    }))
+}
+
+fn restarted(run: &Run, unit: &str) -> bool {
+    run.stdout.contains(&format!("service {unit}: restart"))
+}
+
+/// Runs `deploy` with `key = value` while the stream runs; prints and returns the tally.
+fn phase(
+    rt: &tokio::runtime::Runtime,
+    relay: &Arc<Relay>,
+    users: &Arc<Vec<User>>,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> (Tally, Run) {
+    set_ini(relay, key, value);
+    let r = relay.clone();
+    let (records, run, took) = stream_while(rt, relay, users, messages(), move || r.deploy(&[]));
+    assert_eq!(run.code, 0, "the deploy during the stream failed");
+    let tally = Tally::new(&records, &stored_ids(relay));
+    println!(
+        "{name}: {tally} ({:.0} msg/s over {:.1} s)",
+        records.len() as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    (tally, run)
+}
+
+#[test]
+fn restarts_under_load_lose_refuse_and_duplicate_nothing() {
+    if !enabled("restarts_under_load") {
+        return;
+    }
+    let relay = Arc::new(Relay::new("gr-a", DOMAIN));
+    // the stream is far faster than a person sends
+    set_ini(&relay, "max_user_send_per_minute", "1000000");
+    set_ini(&relay, "max_user_send_burst_size", "1000000");
+    assert_eq!(relay.deploy(&[]).code, 0);
+    let rt = runtime();
+    let users = users(&rt, &relay);
+
+    // filtermail alone: only filtermail reads the send rate (and the dict services,
+    // which the stream does not need once logged in)
+    let (t, run) = phase(
+        &rt,
+        &relay,
+        &users,
+        "filtermail restart",
+        "max_user_send_per_minute",
+        "1000001",
+    );
+    assert!(restarted(&run, "filtermail.service"), "{}", run.stdout);
+    assert!(!restarted(&run, "postfix.service"), "{}", run.stdout);
+    assert_eq!(t.lost, 0, "{t}");
+    assert_eq!(t.duplicated, 0, "{t}");
+    assert_eq!(t.refused_total(), 0, "{t}");
+    assert_eq!(t.dropped, 0, "{t}");
+    assert_eq!(t.stored_unaccepted, 0, "{t}");
+
+    // Postfix too (main.cf's message_size_limit): connections Postfix drops are allowed,
+    // a 250 that is not stored exactly once is not
+    let (t, run) = phase(
+        &rt,
+        &relay,
+        &users,
+        "filtermail + postfix restart",
+        "max_message_size",
+        "31457281",
+    );
+    assert!(restarted(&run, "filtermail.service"), "{}", run.stdout);
+    assert!(restarted(&run, "postfix.service"), "{}", run.stdout);
+    assert_eq!(t.lost, 0, "{t}");
+    assert_eq!(t.duplicated, 0, "{t}");
+}
