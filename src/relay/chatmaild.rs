@@ -73,6 +73,29 @@ const FILTERMAIL_UNITS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// `filtermail.service` -> `filtermail.socket`: same name, so systemd passes the socket's
+/// fds to the service without further settings.
+fn socket_unit(service: &str) -> String {
+    format!("{}.socket", service.trim_end_matches(".service"))
+}
+
+/// What one filtermail mode listens on (`ListenStream=` values).
+fn filtermail_addresses(relay: &Relay, mode: &str) -> Vec<String> {
+    let c = &relay.config;
+    let ports = match mode {
+        "outgoing" => vec![c.filtermail_smtp_port],
+        "incoming" => vec![
+            c.filtermail_smtp_port_incoming,
+            c.filtermail_http_port_incoming,
+        ],
+        _ => vec![c.filtermail_lmtp_port_transport],
+    };
+    ports
+        .into_iter()
+        .map(|port| std::net::SocketAddr::new(c.filtermail_host, port).to_string())
+        .collect()
+}
+
 /// Binaries with no unit of their own (run by Dovecot or from the timers above).
 const HELPERS: &[&str] = &["chatmail-quota-expire"];
 
@@ -185,17 +208,38 @@ impl Component for Filtermail {
 
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, mode, description) in FILTERMAIL_UNITS {
+            let socket = socket_unit(unit);
             let text = relay.render(
                 "systemd/filtermail.service.j2",
-                json!({"mode": mode, "description": description}),
+                json!({"mode": mode, "description": description, "socket": socket}),
             )?;
             s.file(File::new(unit_path(unit), text).restarts(unit));
+            let text = relay.render(
+                "systemd/filtermail.socket.j2",
+                json!({
+                    "mode": mode, "description": description,
+                    "addresses": filtermail_addresses(relay, mode),
+                }),
+            )?;
+            // Only a changed address needs the socket restarted (which restarts the
+            // service too); config and binary changes restart the service alone, and the
+            // socket keeps its queue meanwhile.
+            s.file(File::new(unit_path(&socket), text).restarts(&socket));
         }
         Ok(())
     }
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, ..) in FILTERMAIL_UNITS {
+            // Enabled for boot, but never started here: on a relay without socket units
+            // the running filtermail holds the port, so the socket can only bind once the
+            // service stops. Starting (or restarting) the service pulls the socket in
+            // first (Requires= and After= in the service unit).
+            s.service(Service {
+                enabled: Some(true),
+                running: None,
+                ..Service::running(&socket_unit(unit))
+            });
             s.service(Service::running(unit));
         }
         Ok(())

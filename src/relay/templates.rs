@@ -19,6 +19,7 @@ pub const SOURCES: &[(&str, &str)] = embedded![
     "systemd/oneshot.service.j2",
     "systemd/daily.timer.j2",
     "systemd/filtermail.service.j2",
+    "systemd/filtermail.socket.j2",
     "unbound/chatmail.conf.j2",
     "unbound/resolv.conf",
     "acme/hook-nginx",

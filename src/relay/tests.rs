@@ -292,3 +292,74 @@ fn a_skipped_iroh_relay_is_not_advertised() {
     let text = files_skipping(named, &["iroh-relay"])[ini_path].clone();
     assert_eq!(text, named);
 }
+
+#[test]
+fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restarts_them() {
+    let ini = "[params]\nmail_domain = _relay-a.test\nfiltermail_smtp_port_incoming = 10091\n";
+    let f = files(ini);
+    assert_eq!(
+        f["/etc/systemd/system/filtermail-incoming.socket"],
+        "[Unit]\nDescription=chatmail incoming mail filter: listening sockets, kept while the \
+         service restarts\n\n[Socket]\nListenStream=127.0.0.1:10091\nListenStream=127.0.0.1:10082\n\
+         FileDescriptorName=incoming\n\
+         # connections made during a restart queue here until the next filtermail accepts them\n\
+         Backlog=4096\n\n[Install]\nWantedBy=sockets.target\n"
+    );
+    assert!(f["/etc/systemd/system/filtermail.socket"].contains("ListenStream=127.0.0.1:10080\n"));
+    assert!(
+        f["/etc/systemd/system/filtermail-transport.socket"]
+            .contains("ListenStream=127.0.0.1:10083\n")
+    );
+    let service = &f["/etc/systemd/system/filtermail.service"];
+    assert!(
+        service.contains("Requires=filtermail.socket\nAfter=network.target filtermail.socket\n")
+    );
+    assert!(service.contains("TimeoutStopSec=60\n"));
+
+    // what each file restarts: the socket only for its own file
+    let state = state_with(ini, false);
+    let restarts = |path: &str| -> Vec<String> {
+        state
+            .resources
+            .iter()
+            .find_map(|r| match r {
+                Resource::File(f) if f.path == path => Some(
+                    f.notify
+                        .iter()
+                        .map(|n| n.unit().to_string())
+                        .filter(|u| u.starts_with("filtermail"))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        restarts("/etc/systemd/system/filtermail.socket"),
+        ["filtermail.socket"]
+    );
+    assert_eq!(
+        restarts("/etc/systemd/system/filtermail.service"),
+        ["filtermail.service"]
+    );
+    for path in [
+        "/usr/local/lib/chatmaild/chatmail.ini",
+        "/usr/local/bin/filtermail",
+    ] {
+        assert!(
+            restarts(path).iter().all(|u| u.ends_with(".service")),
+            "{path}: {:?}",
+            restarts(path)
+        );
+    }
+    // sockets are enabled, never started or stopped by the deploy itself
+    let socket = state
+        .resources
+        .iter()
+        .find_map(|r| match r {
+            Resource::Service(s) if s.unit == "filtermail.socket" => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((socket.enabled, socket.running), (Some(true), None));
+}
