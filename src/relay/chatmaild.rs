@@ -151,14 +151,27 @@ impl Component for Chatmaild {
         );
         for (unit, program, description, socket, restart_sec, umask) in DICT_SERVICES {
             let name = format!("{unit}.service");
+            let socket_unit = format!("{unit}.socket");
             let text = relay.render(
                 "systemd/dict-service.service.j2",
                 json!({
                     "description": description, "program": program, "socket": socket,
                     "runtime_dir": dict_runtime_dir(unit), "restart_sec": restart_sec, "umask": umask,
+                    "socket_unit": socket_unit,
                 }),
             )?;
             s.file(File::new(unit_path(&name), text).restarts(&name));
+            // the mode the service's own bind gave the socket under its umask
+            let socket_mode = if umask.is_empty() { "0755" } else { "0700" };
+            let text = relay.render(
+                "systemd/dict-service.socket.j2",
+                json!({
+                    "description": description, "program": program, "socket": socket,
+                    "runtime_dir": dict_runtime_dir(unit), "socket_mode": socket_mode,
+                    "service": name,
+                }),
+            )?;
+            s.file(File::new(unit_path(&socket_unit), text).restarts(&socket_unit));
         }
         for (job, description, timer_description, on_calendar, persistent, args) in DAILY_JOBS {
             let text = relay.render(
@@ -178,6 +191,12 @@ impl Component for Chatmaild {
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, ..) in DICT_SERVICES {
+            // enabled, started by the service (see Filtermail::activate)
+            s.service(Service {
+                enabled: Some(true),
+                running: None,
+                ..Service::running(&format!("{unit}.socket"))
+            });
             s.service(Service::running(&format!("{unit}.service")));
         }
         for (job, ..) in DAILY_JOBS {
@@ -211,13 +230,13 @@ impl Component for Filtermail {
             let socket = socket_unit(unit);
             let text = relay.render(
                 "systemd/filtermail.service.j2",
-                json!({"mode": mode, "description": description, "socket": socket}),
+                json!({"mode": mode, "description": description}),
             )?;
             s.file(File::new(unit_path(unit), text).restarts(unit));
             let text = relay.render(
                 "systemd/filtermail.socket.j2",
                 json!({
-                    "mode": mode, "description": description,
+                    "mode": mode, "description": description, "service": unit,
                     "addresses": filtermail_addresses(relay, mode),
                 }),
             )?;
@@ -234,7 +253,7 @@ impl Component for Filtermail {
             // Enabled for boot, but never started here: on a relay without socket units
             // the running filtermail holds the port, so the socket can only bind once the
             // service stops. Starting (or restarting) the service pulls the socket in
-            // first (Requires= and After= in the service unit).
+            // first (the socket's RequiredBy=, and sockets start before their service).
             s.service(Service {
                 enabled: Some(true),
                 running: None,

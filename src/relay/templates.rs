@@ -16,6 +16,7 @@ pub const SOURCES: &[(&str, &str)] = embedded![
     "base/00InstallRecommends",
     "systemd/journald.conf",
     "systemd/dict-service.service.j2",
+    "systemd/dict-service.socket.j2",
     "systemd/oneshot.service.j2",
     "systemd/daily.timer.j2",
     "systemd/filtermail.service.j2",

@@ -303,18 +303,27 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
          service restarts\n\n[Socket]\nListenStream=127.0.0.1:10091\nListenStream=127.0.0.1:10082\n\
          FileDescriptorName=incoming\n\
          # connections made during a restart queue here until the next filtermail accepts them\n\
-         Backlog=4096\n\n[Install]\nWantedBy=sockets.target\n"
+         Backlog=4096\n\n[Install]\nWantedBy=sockets.target\n\
+         # Enabled, the socket is required by the service (and ordered before it, as every socket\n\
+         # is before its service): starting or restarting the service starts the socket first.\n\
+         # The service unit stays as it was, so a relay without this socket switches with one restart.\n\
+         RequiredBy=filtermail-incoming.service\n"
     );
     assert!(f["/etc/systemd/system/filtermail.socket"].contains("ListenStream=127.0.0.1:10080\n"));
     assert!(
         f["/etc/systemd/system/filtermail-transport.socket"]
             .contains("ListenStream=127.0.0.1:10083\n")
     );
-    let service = &f["/etc/systemd/system/filtermail.service"];
-    assert!(
-        service.contains("Requires=filtermail.socket\nAfter=network.target filtermail.socket\n")
-    );
-    assert!(service.contains("TimeoutStopSec=60\n"));
+    // the service unit is the one relays had before the sockets (see the socket's comment)
+    assert!(!f["/etc/systemd/system/filtermail.service"].contains("socket"));
+    let doveauth = &f["/etc/systemd/system/doveauth.socket"];
+    assert!(doveauth.contains("ListenStream=/run/doveauth/doveauth.socket\n"));
+    assert!(doveauth.contains("SocketMode=0700\n"));
+    assert!(doveauth.contains("RequiredBy=doveauth.service\n"));
+    let lastlogin = &f["/etc/systemd/system/lastlogin.socket"];
+    assert!(lastlogin.contains("ListenStream=/run/chatmail-lastlogin/lastlogin.socket\n"));
+    assert!(lastlogin.contains("SocketMode=0755\n"));
+    assert!(f["/etc/systemd/system/doveauth.service"].contains("RuntimeDirectoryPreserve=yes\n"));
 
     // what each file restarts: the socket only for its own file
     let state = state_with(ini, false);

@@ -167,6 +167,8 @@ pub struct Tally {
     pub lost: usize,
     /// Messages stored more than once.
     pub duplicated: usize,
+    /// Their Message-IDs, to look them up in the host's logs.
+    pub duplicated_ids: Vec<String>,
     /// Stored although the client got no 250: a retry would duplicate them.
     pub stored_unaccepted: usize,
 }
@@ -197,6 +199,7 @@ impl Tally {
             }
             if copies > 1 {
                 t.duplicated += 1;
+                t.duplicated_ids.push(id.clone());
             }
         }
         t
@@ -221,6 +224,10 @@ impl std::fmt::Display for Tally {
             self.lost,
             self.duplicated,
             self.stored_unaccepted
-        )
+        )?;
+        if !self.duplicated_ids.is_empty() {
+            write!(f, " (duplicated: {})", self.duplicated_ids.join(" "))?;
+        }
+        Ok(())
     }
 }
