@@ -217,6 +217,8 @@ fn restarts_under_load_lose_refuse_and_duplicate_nothing() {
     );
     assert!(restarted(&run, "filtermail.service"), "{}", run.stdout);
 
+    let (logged_in, failed) = logins_while_dict_services_restart(&rt, &relay);
+
     let t = alone;
     assert_eq!(t.lost, 0, "{t}");
     assert_eq!(t.duplicated, 0, "{t}");
@@ -229,6 +231,43 @@ fn restarts_under_load_lose_refuse_and_duplicate_nothing() {
     assert_eq!(t.duplicated, 0, "{t}");
     assert_eq!(t.refused_total(), 0, "{t}");
     assert_eq!(t.dropped, 0, "{t}");
+    assert!(logged_in > 0);
+    assert_eq!(failed, 0, "logins failed while the dict services restarted");
+}
+
+/// Fresh-account logins while doveauth, chatmail-metadata and lastlogin restart; prints
+/// and returns (logged in, failed).
+fn logins_while_dict_services_restart(
+    rt: &tokio::runtime::Runtime,
+    relay: &Relay,
+) -> (usize, usize) {
+    let config = chatmaild::config::Config::load(&relay.ini).unwrap();
+    let stream = Stream::new();
+    let connector = Connector::new(true, Duration::from_secs(20)).unwrap();
+    let task = rt.spawn({
+        let s = Stream {
+            stop: stream.stop.clone(),
+            sent: stream.sent.clone(),
+        };
+        let addr = relay.host.addr.clone();
+        async move {
+            restarts::stream::logins(&s, connector, addr, Rules::from_config(&config), 4).await
+        }
+    });
+    while stream.sent.load(Ordering::SeqCst) < 20 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    relay
+        .host
+        .sh("systemctl restart doveauth.service chatmail-metadata.service lastlogin.service");
+    let after = stream.sent.load(Ordering::SeqCst);
+    while stream.sent.load(Ordering::SeqCst) < after + 20 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stream.stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = rt.block_on(task).unwrap();
+    println!("dict services restart: {ok} logins, {failed} failed");
+    (ok, failed)
 }
 /// The three filtermail units of a relay, and their sockets.
 const FILTERMAIL: &[&str] = &[

@@ -231,3 +231,52 @@ impl std::fmt::Display for Tally {
         Ok(())
     }
 }
+
+/// IMAP logins of fresh accounts (each one a passdb lookup in doveauth, a userdb lookup
+/// and a last-login update) from `clients` concurrent loops until `stop`: (logged in,
+/// failed).
+pub async fn logins(
+    stream: &Stream,
+    connector: Connector,
+    addr: String,
+    rules: chatmail_deploy::probe::account::Rules,
+    clients: usize,
+) -> (usize, usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (connector, addr, rules) = (connector.clone(), addr.clone(), rules.clone());
+        let (stop, done) = (stream.stop.clone(), stream.sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let account = Account::fresh(&rules);
+                let result = async {
+                    let mut imap = Imap::connect_tls(&connector, &addr, 993).await?;
+                    let response = imap.login(&account.address, &account.password).await?;
+                    imap.logout().await;
+                    anyhow::Ok(response)
+                }
+                .await;
+                match result {
+                    Ok(r) if r.is_ok() => ok += 1,
+                    Ok(r) => {
+                        eprintln!("login refused: {}", r.summary());
+                        failed += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("login failed: {e:#}");
+                        failed += 1;
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            (ok, failed)
+        }));
+    }
+    let mut total = (0, 0);
+    for t in tasks {
+        let (ok, failed) = t.await.unwrap();
+        total = (total.0 + ok, total.1 + failed);
+    }
+    total
+}
