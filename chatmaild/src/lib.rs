@@ -7,7 +7,9 @@
 //! * [`metadata`]: IMAP METADATA backend and push notifications.
 //! * [`expire`], [`fsreport`]: mailbox expiry and storage statistics.
 //! * [`newemail`]: the `/new` credentials CGI.
+//! * [`activation`], [`shutdown`]: sockets passed by systemd, graceful stop on SIGTERM.
 
+pub mod activation;
 pub mod cli;
 pub mod config;
 pub mod crypt;
@@ -24,6 +26,7 @@ pub mod mailbox;
 pub mod metadata;
 pub mod migrate;
 pub mod newemail;
+pub mod shutdown;
 pub mod syslimits;
 pub mod user;
 

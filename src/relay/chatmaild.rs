@@ -73,6 +73,29 @@ const FILTERMAIL_UNITS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// `filtermail.service` -> `filtermail.socket`: same name, so systemd passes the socket's
+/// fds to the service without further settings.
+fn socket_unit(service: &str) -> String {
+    format!("{}.socket", service.trim_end_matches(".service"))
+}
+
+/// What one filtermail mode listens on (`ListenStream=` values).
+fn filtermail_addresses(relay: &Relay, mode: &str) -> Vec<String> {
+    let c = &relay.config;
+    let ports = match mode {
+        "outgoing" => vec![c.filtermail_smtp_port],
+        "incoming" => vec![
+            c.filtermail_smtp_port_incoming,
+            c.filtermail_http_port_incoming,
+        ],
+        _ => vec![c.filtermail_lmtp_port_transport],
+    };
+    ports
+        .into_iter()
+        .map(|port| std::net::SocketAddr::new(c.filtermail_host, port).to_string())
+        .collect()
+}
+
 /// Binaries with no unit of their own (run by Dovecot or from the timers above).
 const HELPERS: &[&str] = &["chatmail-quota-expire"];
 
@@ -128,14 +151,27 @@ impl Component for Chatmaild {
         );
         for (unit, program, description, socket, restart_sec, umask) in DICT_SERVICES {
             let name = format!("{unit}.service");
+            let socket_unit = format!("{unit}.socket");
             let text = relay.render(
                 "systemd/dict-service.service.j2",
                 json!({
                     "description": description, "program": program, "socket": socket,
                     "runtime_dir": dict_runtime_dir(unit), "restart_sec": restart_sec, "umask": umask,
+                    "socket_unit": socket_unit,
                 }),
             )?;
             s.file(File::new(unit_path(&name), text).restarts(&name));
+            // the mode the service's own bind gave the socket under its umask
+            let socket_mode = if umask.is_empty() { "0755" } else { "0700" };
+            let text = relay.render(
+                "systemd/dict-service.socket.j2",
+                json!({
+                    "description": description, "program": program, "socket": socket,
+                    "runtime_dir": dict_runtime_dir(unit), "socket_mode": socket_mode,
+                    "service": name,
+                }),
+            )?;
+            s.file(File::new(unit_path(&socket_unit), text).restarts(&socket_unit));
         }
         for (job, description, timer_description, on_calendar, persistent, args) in DAILY_JOBS {
             let text = relay.render(
@@ -155,6 +191,12 @@ impl Component for Chatmaild {
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, ..) in DICT_SERVICES {
+            // enabled, started by the service (see Filtermail::activate)
+            s.service(Service {
+                enabled: Some(true),
+                running: None,
+                ..Service::running(&format!("{unit}.socket"))
+            });
             s.service(Service::running(&format!("{unit}.service")));
         }
         for (job, ..) in DAILY_JOBS {
@@ -185,17 +227,38 @@ impl Component for Filtermail {
 
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, mode, description) in FILTERMAIL_UNITS {
+            let socket = socket_unit(unit);
             let text = relay.render(
                 "systemd/filtermail.service.j2",
                 json!({"mode": mode, "description": description}),
             )?;
             s.file(File::new(unit_path(unit), text).restarts(unit));
+            let text = relay.render(
+                "systemd/filtermail.socket.j2",
+                json!({
+                    "mode": mode, "description": description, "service": unit,
+                    "addresses": filtermail_addresses(relay, mode),
+                }),
+            )?;
+            // Only a changed address needs the socket restarted (which restarts the
+            // service too); config and binary changes restart the service alone, and the
+            // socket keeps its queue meanwhile.
+            s.file(File::new(unit_path(&socket), text).restarts(&socket));
         }
         Ok(())
     }
 
     fn activate(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for (unit, ..) in FILTERMAIL_UNITS {
+            // Enabled for boot, but never started here: on a relay without socket units
+            // the running filtermail holds the port, so the socket can only bind once the
+            // service stops. Starting (or restarting) the service pulls the socket in
+            // first (the socket's RequiredBy=, and sockets start before their service).
+            s.service(Service {
+                enabled: Some(true),
+                running: None,
+                ..Service::running(&socket_unit(unit))
+            });
             s.service(Service::running(unit));
         }
         Ok(())

@@ -292,3 +292,83 @@ fn a_skipped_iroh_relay_is_not_advertised() {
     let text = files_skipping(named, &["iroh-relay"])[ini_path].clone();
     assert_eq!(text, named);
 }
+
+#[test]
+fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restarts_them() {
+    let ini = "[params]\nmail_domain = _relay-a.test\nfiltermail_smtp_port_incoming = 10091\n";
+    let f = files(ini);
+    assert_eq!(
+        f["/etc/systemd/system/filtermail-incoming.socket"],
+        "[Unit]\nDescription=chatmail incoming mail filter: listening sockets, kept while the \
+         service restarts\n\n[Socket]\nListenStream=127.0.0.1:10091\nListenStream=127.0.0.1:10082\n\
+         FileDescriptorName=incoming\n\
+         # connections made during a restart queue here until the next filtermail accepts them\n\
+         Backlog=4096\n\n[Install]\nWantedBy=sockets.target\n\
+         # Enabled, the socket is required by the service (and ordered before it, as every socket\n\
+         # is before its service): starting or restarting the service starts the socket first.\n\
+         # The service unit stays as it was, so a relay without this socket switches with one restart.\n\
+         RequiredBy=filtermail-incoming.service\n"
+    );
+    assert!(f["/etc/systemd/system/filtermail.socket"].contains("ListenStream=127.0.0.1:10080\n"));
+    assert!(
+        f["/etc/systemd/system/filtermail-transport.socket"]
+            .contains("ListenStream=127.0.0.1:10083\n")
+    );
+    // the service unit is the one relays had before the sockets (see the socket's comment)
+    assert!(!f["/etc/systemd/system/filtermail.service"].contains("socket"));
+    let doveauth = &f["/etc/systemd/system/doveauth.socket"];
+    assert!(doveauth.contains("ListenStream=/run/doveauth/doveauth.socket\n"));
+    assert!(doveauth.contains("SocketMode=0700\n"));
+    assert!(doveauth.contains("RequiredBy=doveauth.service\n"));
+    let lastlogin = &f["/etc/systemd/system/lastlogin.socket"];
+    assert!(lastlogin.contains("ListenStream=/run/chatmail-lastlogin/lastlogin.socket\n"));
+    assert!(lastlogin.contains("SocketMode=0755\n"));
+    assert!(f["/etc/systemd/system/doveauth.service"].contains("RuntimeDirectoryPreserve=yes\n"));
+
+    // what each file restarts: the socket only for its own file
+    let state = state_with(ini, false);
+    let restarts = |path: &str| -> Vec<String> {
+        state
+            .resources
+            .iter()
+            .find_map(|r| match r {
+                Resource::File(f) if f.path == path => Some(
+                    f.notify
+                        .iter()
+                        .map(|n| n.unit().to_string())
+                        .filter(|u| u.starts_with("filtermail"))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        restarts("/etc/systemd/system/filtermail.socket"),
+        ["filtermail.socket"]
+    );
+    assert_eq!(
+        restarts("/etc/systemd/system/filtermail.service"),
+        ["filtermail.service"]
+    );
+    for path in [
+        "/usr/local/lib/chatmaild/chatmail.ini",
+        "/usr/local/bin/filtermail",
+    ] {
+        assert!(
+            restarts(path).iter().all(|u| u.ends_with(".service")),
+            "{path}: {:?}",
+            restarts(path)
+        );
+    }
+    // sockets are enabled, never started or stopped by the deploy itself
+    let socket = state
+        .resources
+        .iter()
+        .find_map(|r| match r {
+            Resource::Service(s) if s.unit == "filtermail.socket" => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((socket.enabled, socket.running), (Some(true), None));
+}

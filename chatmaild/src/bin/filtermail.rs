@@ -37,20 +37,8 @@ fn run() -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async {
-        tokio::select! {
-            r = filtermail::run(settings, mode) => r,
-            r = shutdown_signal() => r,
-        }
+        // SIGTERM (systemctl stop/restart): stop accepting, finish what was accepted, exit 0
+        let shutdown = chatmaild::shutdown::Shutdown::on_signals()?;
+        filtermail::run(settings, mode, shutdown).await
     })
-}
-
-async fn shutdown_signal() -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

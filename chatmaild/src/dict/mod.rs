@@ -5,7 +5,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 
-pub use server::{MAX_LINE, bind, serve, serve_listener};
+pub use server::{MAX_LINE, bind, serve, serve_listener, serve_listener_until};
 pub use session::Session;
 
 /// Outcome of a lookup: `O<value>`, `N` or `F` on the wire.

@@ -10,6 +10,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::DictHandler;
 use super::session::{Session, describe};
+use crate::shutdown::{Sessions, Shutdown};
 
 /// Longest request line we process. Legitimate lines (keys with an escaped password and an
 /// address) are far shorter; longer ones are discarded while reading and answered as
@@ -37,14 +38,41 @@ pub async fn serve_listener<H: DictHandler>(
     listener: UnixListener,
     handler: Arc<H>,
 ) -> io::Result<()> {
+    serve_listener_until(listener, handler, Shutdown::never()).await;
+    Ok(())
+}
+
+/// How long a stopping dict service lets its connections finish the request in hand.
+/// Requests take milliseconds; this bounds a stuck one, well below the unit's
+/// `TimeoutStopSec=30`.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Accept connections until `shutdown`; then close this process's copy of the listener
+/// (with socket activation systemd keeps the socket, and Dovecot's new connections wait
+/// for the next process) and close each connection once it is between requests and
+/// transactions, at most [`DRAIN_LIMIT`]. Dovecot reconnects for its next request.
+pub async fn serve_listener_until<H: DictHandler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) {
+    let sessions = Sessions::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.requested() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, _)) => {
                 let handler = handler.clone();
+                let shutdown = shutdown.clone();
+                let guard = sessions.guard();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_connection(stream, handler).await {
+                    if let Err(e) = handle_connection(stream, handler, &shutdown).await {
                         log::warn!("dict connection ended with error: {e}");
                     }
+                    drop(guard);
                 });
             }
             Err(e) => {
@@ -53,6 +81,11 @@ pub async fn serve_listener<H: DictHandler>(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+    drop(listener);
+    match sessions.drained(DRAIN_LIMIT).await {
+        0 => log::info!("shutdown: all dict connections finished"),
+        n => log::warn!("shutdown: {n} dict connections still busy, cut"),
     }
 }
 
@@ -108,12 +141,28 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn handle_connection<H: DictHandler>(stream: UnixStream, handler: Arc<H>) -> io::Result<()> {
+async fn handle_connection<H: DictHandler>(
+    stream: UnixStream,
+    handler: Arc<H>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let (read_half, mut writer) = stream.into_split();
     let mut reader = BufReader::new(read_half);
     let mut session = Box::new(Session::new());
     let mut buf = Vec::new();
     loop {
+        // Between requests, outside a transaction, a stopping service closes the
+        // connection; input already sent is served first (fill_buf is cancel-safe).
+        if !session.in_transaction() {
+            let input = tokio::select! {
+                biased;
+                filled = reader.fill_buf() => filled.map(|_| true)?,
+                () = shutdown.requested() => false,
+            };
+            if !input {
+                return Ok(());
+            }
+        }
         let reply = match read_line_bounded(&mut reader, &mut buf, MAX_LINE).await? {
             LineRead::Eof => return Ok(()),
             LineRead::TooLong => {

@@ -27,6 +27,11 @@ impl Session {
         Session::default()
     }
 
+    /// A transaction is open (begun, not yet committed or rolled back).
+    pub fn in_transaction(&self) -> bool {
+        !self.transactions.is_empty()
+    }
+
     /// Whether handling `line` may call into the handler (file I/O, hashing), so the
     /// caller should run it off the async executor.
     pub fn may_block(line: &[u8]) -> bool {

@@ -26,8 +26,9 @@ use tokio::net::TcpListener;
 use super::address::{parse_path, parse_peer_addr};
 use super::data;
 use super::reply::Reply;
-use super::smtp::server::Limits;
+use super::smtp::server::{DRAIN_LIMIT, Limits};
 use super::smtp::{Envelope, Handler};
+use crate::shutdown::{Sessions, Shutdown};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,13 +38,33 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Accept connections forever, one task each; HTTP/1.x (nginx's default upstream
 /// protocol is 1.0) and HTTP/2. Size and recipient limits are the SMTP listener's.
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, max_message_size: usize) {
+    serve_until(listener, handler, max_message_size, Shutdown::never()).await;
+}
+
+/// [`serve`] until `shutdown`; then, as the SMTP listener does, stop accepting and let
+/// the connections finish the request in flight (hyper's graceful shutdown: HTTP/1 closes
+/// after the current response, HTTP/2 sends GOAWAY), at most [`DRAIN_LIMIT`].
+pub async fn serve_until<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    max_message_size: usize,
+    shutdown: Shutdown,
+) {
     let limits = Limits::new(max_message_size);
+    let sessions = Sessions::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.requested() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let limits = limits.clone();
+                let shutdown = shutdown.clone();
+                let guard = sessions.guard();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let handler = handler.clone();
@@ -55,20 +76,42 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, max_messa
                         .http1()
                         .timer(TokioTimer::new())
                         .header_read_timeout(IO_TIMEOUT);
-                    if let Err(e) = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    let mut closing = false;
+                    let result = loop {
+                        tokio::select! {
+                            result = conn.as_mut() => break result,
+                            () = shutdown.requested(), if !closing => {
+                                closing = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         log::debug!("HTTP connection from {peer}: {e}");
                     }
+                    drop(guard);
                 });
             }
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning on the error.
                 log::error!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
             }
         }
+    }
+    drop(listener);
+    log::info!("HTTP: not accepting any more, letting requests finish");
+    match sessions.drained(DRAIN_LIMIT).await {
+        0 => log::info!("HTTP: all connections finished"),
+        n => log::warn!(
+            "HTTP: {n} connections still open after {} s, cut",
+            DRAIN_LIMIT.as_secs()
+        ),
     }
 }
 

@@ -34,12 +34,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::activation::Passed;
 use crate::config::Config;
+use crate::shutdown::Shutdown;
 use dkim::DkimVerifier;
 use incoming::{Incoming, Mailboxes};
 use outgoing::Outgoing;
 use smtp::client::Relay;
-use smtp::server::{Limits, serve};
+use smtp::server::{Limits, serve_until};
 
 /// Per-query timeout with a test name server (the system resolver keeps its own).
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,12 +137,23 @@ impl Settings {
     }
 }
 
-/// Bind the mode's listener and serve until the process is stopped.
-pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
+/// Take the mode's listeners (passed by systemd, else bound here) and serve until
+/// `shutdown`; then stop accepting and return once the sessions finished.
+pub async fn run(settings: Settings, mode: Mode, shutdown: Shutdown) -> Result<(), String> {
+    let mut passed = Passed::from_env()?;
+    serve_mode(settings, mode, &mut passed, shutdown).await
+}
+
+async fn serve_mode(
+    settings: Settings,
+    mode: Mode,
+    passed: &mut Passed,
+    shutdown: Shutdown,
+) -> Result<(), String> {
     let limits = Limits::new(settings.max_message_size);
     match mode {
         Mode::Outgoing => {
-            let listener = bind(settings.listen_host, settings.outgoing_port).await?;
+            let listener = listen(passed, settings.listen_host, settings.outgoing_port)?;
             let relay =
                 Relay::to(resolve_once(&settings.postfix_host, settings.reinject_port).await?);
             let handler = Outgoing::new(
@@ -149,7 +162,8 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
                 relay,
             );
             log::info!("outgoing: entering serving loop on {}", local(&listener));
-            serve(listener, Arc::new(handler), limits).await;
+            warn_unused(passed);
+            serve_until(listener, Arc::new(handler), limits, shutdown).await;
         }
         Mode::Incoming => {
             let dkim = if settings.skip_dkim {
@@ -161,8 +175,8 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
                     None => DkimVerifier::from_system_conf()?,
                 })
             };
-            let listener = bind(settings.listen_host, settings.incoming_port).await?;
-            let http_listener = bind(settings.listen_host, settings.incoming_http_port).await?;
+            let listener = listen(passed, settings.listen_host, settings.incoming_port)?;
+            let http_listener = listen(passed, settings.listen_host, settings.incoming_http_port)?;
             let relay = Relay::to(
                 resolve_once(&settings.postfix_host, settings.reinject_port_incoming).await?,
             );
@@ -172,9 +186,10 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
                 local(&listener),
                 local(&http_listener)
             );
+            warn_unused(passed);
             tokio::join!(
-                serve(listener, handler.clone(), limits),
-                http::serve(http_listener, handler, settings.max_message_size),
+                serve_until(listener, handler.clone(), limits, shutdown.clone()),
+                http::serve_until(http_listener, handler, settings.max_message_size, shutdown),
             );
         }
         Mode::Transport => {
@@ -186,20 +201,43 @@ pub async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             };
             let delivery = transport::TransportSettings::new(&settings.mail_domain);
             let handler = transport::Transport::new(delivery, Arc::new(resolver))?;
-            let listener = bind(settings.listen_host, settings.transport_port).await?;
+            let listener = listen(passed, settings.listen_host, settings.transport_port)?;
             log::info!("transport: entering serving loop on {}", local(&listener));
             let limits = transport::lmtp_limits(settings.max_message_size);
-            serve(listener, Arc::new(handler), limits).await;
+            warn_unused(passed);
+            serve_until(listener, Arc::new(handler), limits, shutdown).await;
         }
     }
     Ok(())
 }
 
-async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, String> {
+/// The listener for `host:port`: the socket systemd passed for it, else one bound here
+/// (a manual start, a test, or a port changed before the socket unit was).
+fn listen(passed: &mut Passed, host: IpAddr, port: u16) -> Result<TcpListener, String> {
     let addr = SocketAddr::new(host, port);
-    TcpListener::bind(addr)
-        .await
+    let std_listener = match passed.take_tcp(addr) {
+        Some((listener, name)) => {
+            log::info!("{addr}: socket passed by systemd ({name})");
+            listener
+        }
+        None => std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+    };
+    std_listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(std_listener))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// A passed socket nothing listens on would queue connections nobody accepts.
+fn warn_unused(passed: &Passed) {
+    let unused = passed.unused();
+    if !unused.is_empty() {
+        log::warn!(
+            "sockets passed by systemd that the config does not listen on: {}",
+            unused.join(", ")
+        );
+    }
 }
 
 /// Resolve the re-injection target once: Postfix does not move while filtermail runs, and

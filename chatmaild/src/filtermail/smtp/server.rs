@@ -12,6 +12,7 @@ use super::command::{self, Command};
 use super::{Envelope, Handler};
 use crate::filtermail::data;
 use crate::filtermail::reply::Reply;
+use crate::shutdown::{Sessions, Shutdown};
 
 /// Command lines longer than this are refused (RFC 5321 allows 512 octets plus extension
 /// parameters; Postfix's own limit is 2048).
@@ -36,27 +37,77 @@ impl Limits {
     }
 }
 
+/// How long a stopping filtermail lets accepted sessions finish. In-flight transactions
+/// on loopback take milliseconds; this bounds a stuck peer. Well below the units'
+/// `TimeoutStopSec=60`, after which systemd would kill the process (and cut the sessions
+/// anyway), and below Postfix's `smtpd_proxy_timeout` (100 s), which is how long Postfix
+/// waits for the next filtermail's greeting while connections queue on the socket.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
+/// How long a session with no transaction open may take to send its next command once
+/// shutdown was requested. Postfix sends EHLO right after the greeting and QUIT right
+/// after a transaction, so a session accepted just before the signal still gets served;
+/// one that stays quiet longer is idle and gets a 421.
+pub const IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// Accept connections forever, one task each.
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, limits: Limits) {
+    serve_until(listener, handler, limits, Shutdown::never()).await;
+}
+
+/// Accept connections until `shutdown`, then close this process's copy of the listener
+/// (with socket activation systemd keeps the socket: new connections wait in its queue
+/// for the next process) and let the sessions finish, at most [`DRAIN_LIMIT`].
+pub async fn serve_until<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
+    let sessions = Sessions::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            // a connection that arrived with the signal is left to the next process
+            biased;
+            _ = shutdown.requested() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 // Replies are small and latency-bound; Nagle would add delay per command.
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let limits = limits.clone();
+                let shutdown = shutdown.clone();
+                let guard = sessions.guard();
                 tokio::spawn(async move {
-                    if let Err(e) = session(stream, &*handler, &limits).await {
+                    if let Err(e) = session_until(stream, &*handler, &limits, &shutdown).await {
                         log::debug!("connection from {peer}: {e}");
                     }
+                    drop(guard);
                 });
             }
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning on the error.
                 log::error!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
             }
         }
+    }
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    drop(listener);
+    log::info!("{addr}: not accepting any more, letting sessions finish");
+    match sessions.drained(DRAIN_LIMIT).await {
+        0 => log::info!("{addr}: all sessions finished"),
+        n => log::warn!(
+            "{addr}: {n} sessions still open after {} s, cut",
+            DRAIN_LIMIT.as_secs()
+        ),
     }
 }
 
@@ -119,6 +170,56 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
+    session_until(stream, handler, limits, &Shutdown::never()).await
+}
+
+/// Whether a session waiting for its next command goes on.
+enum Next {
+    /// Input arrived (or the peer closed; the read that follows sees it).
+    Input,
+    /// Shutdown was requested and the peer stayed quiet for [`IDLE_GRACE`].
+    Idle,
+}
+
+/// Wait for the next command. With a transaction open (or input already buffered) the
+/// session always goes on: what was started is finished, bounded by [`DRAIN_LIMIT`].
+async fn next_command<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    in_transaction: bool,
+    shutdown: &Shutdown,
+    limits: &Limits,
+) -> io::Result<Next> {
+    if in_transaction {
+        return Ok(Next::Input);
+    }
+    let idle = async {
+        shutdown.requested().await;
+        tokio::time::sleep(IDLE_GRACE).await;
+    };
+    // fill_buf is cancel-safe: bytes it read stay in the buffer for the read that follows
+    with_timeout(limits.idle_timeout, async {
+        tokio::select! {
+            biased;
+            filled = reader.fill_buf() => filled.map(|_| Next::Input),
+            () = idle => Ok(Next::Idle),
+        }
+    })
+    .await
+}
+
+/// [`session`], ending politely once `shutdown` is requested: a session with no
+/// transaction open that stays quiet gets `421` and is closed; an open transaction is
+/// finished first.
+pub async fn session_until<S, H>(
+    stream: S,
+    handler: &H,
+    limits: &Limits,
+    shutdown: &Shutdown,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
     let (rd, mut wr) = tokio::io::split(stream);
     let mut reader = BufReader::new(rd);
     wr.write_all(b"220 filtermail SMTP\r\n").await?;
@@ -133,6 +234,13 @@ where
 
     loop {
         line.clear();
+        if let Next::Idle = next_command(&mut reader, mail_from.is_some(), shutdown, limits).await?
+        {
+            wr.write_all(b"421 4.3.2 filtermail shutting down, try again\r\n")
+                .await?;
+            wr.flush().await?;
+            return Ok(());
+        }
         let read = with_timeout(
             limits.idle_timeout,
             read_line(&mut reader, &mut line, MAX_COMMAND_LINE),
@@ -335,6 +443,134 @@ async fn receive_data<R: AsyncBufRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filtermail::smtp::client::read_reply_lines;
+    use crate::shutdown;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::TcpStream;
+    use tokio::sync::{Semaphore, mpsc};
+
+    /// Answers 250 to each message, but only after a permit is released; says when a
+    /// message has arrived.
+    struct Gate {
+        arrived: mpsc::UnboundedSender<()>,
+        release: Semaphore,
+        delivered: AtomicUsize,
+    }
+
+    impl Gate {
+        fn new(permits: usize) -> (Arc<Gate>, mpsc::UnboundedReceiver<()>) {
+            let (arrived, rx) = mpsc::unbounded_channel();
+            let gate = Gate {
+                arrived,
+                release: Semaphore::new(permits),
+                delivered: AtomicUsize::new(0),
+            };
+            (Arc::new(gate), rx)
+        }
+    }
+
+    impl Handler for Gate {
+        async fn data(&self, _envelope: Envelope) -> Reply {
+            let _ = self.arrived.send(());
+            self.release.acquire().await.unwrap().forget();
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+            Reply::ok()
+        }
+    }
+
+    struct Client(BufReader<TcpStream>);
+
+    impl Client {
+        async fn connect(addr: std::net::SocketAddr) -> Client {
+            Client(BufReader::new(TcpStream::connect(addr).await.unwrap()))
+        }
+
+        async fn reply(&mut self) -> u16 {
+            read_reply_lines(&mut self.0).await.unwrap().0.code
+        }
+
+        async fn send(&mut self, text: &str) {
+            self.0.get_mut().write_all(text.as_bytes()).await.unwrap();
+        }
+
+        async fn command(&mut self, line: &str) -> u16 {
+            self.send(&format!("{line}\r\n")).await;
+            self.reply().await
+        }
+
+        /// Greeting through DATA's 354, then the message; the final reply is left unread.
+        async fn start_message(&mut self) {
+            assert_eq!(self.reply().await, 220);
+            assert_eq!(self.command("EHLO postfix").await, 250);
+            assert_eq!(self.command("MAIL FROM:<a@x.example>").await, 250);
+            assert_eq!(self.command("RCPT TO:<b@y.example>").await, 250);
+            assert_eq!(self.command("DATA").await, 354);
+            self.send("Subject: s\r\n\r\nhi\r\n.\r\n").await;
+        }
+    }
+
+    /// A listener and the copy systemd would keep of it.
+    fn socket() -> (TcpListener, std::net::TcpListener, std::net::SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kept = listener.try_clone().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        kept.set_nonblocking(true).unwrap();
+        (TcpListener::from_std(listener).unwrap(), kept, addr)
+    }
+
+    #[tokio::test]
+    async fn a_transaction_in_flight_finishes_and_a_new_connection_waits_for_the_next_process() {
+        let (listener, kept, addr) = socket();
+        let (trigger, stop) = shutdown::channel();
+        let (old, mut arrived) = Gate::new(0);
+        let old_server = tokio::spawn(serve_until(listener, old.clone(), Limits::new(1000), stop));
+
+        let mut inflight = Client::connect(addr).await;
+        inflight.start_message().await;
+        arrived.recv().await.unwrap();
+        // SIGTERM while the message is being handed on
+        trigger.fire();
+        let mut queued = Client::connect(addr).await;
+        old.release.add_permits(1);
+        assert_eq!(
+            inflight.reply().await,
+            250,
+            "the accepted message is finished"
+        );
+        assert_eq!(inflight.command("QUIT").await, 221);
+        old_server.await.unwrap();
+        assert_eq!(old.delivered.load(Ordering::SeqCst), 1);
+
+        // the connection made after the signal was left in the socket's queue: the next
+        // process, started on the kept socket, serves it
+        let (new, _) = Gate::new(1);
+        let next = TcpListener::from_std(kept).unwrap();
+        tokio::spawn(serve(next, new.clone(), Limits::new(1000)));
+        queued.start_message().await;
+        assert_eq!(queued.reply().await, 250);
+        assert_eq!(new.delivered.load(Ordering::SeqCst), 1);
+        assert_eq!(old.delivered.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_gets_421_at_shutdown() {
+        let (listener, _kept, addr) = socket();
+        let (trigger, stop) = shutdown::channel();
+        let (gate, _) = Gate::new(0);
+        let server = tokio::spawn(serve_until(listener, gate, Limits::new(1000), stop));
+        let mut idle = Client::connect(addr).await;
+        assert_eq!(idle.reply().await, 220);
+        assert_eq!(idle.command("EHLO postfix").await, 250);
+        trigger.fire();
+        assert_eq!(idle.reply().await, 421);
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut idle.0, &mut rest)
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "closed after the 421");
+        server.await.unwrap();
+    }
 
     #[test]
     fn lmtp_lines_one_per_recipient() {
