@@ -299,7 +299,7 @@ fn uploads_onto_a_full_or_read_only_disk_fail_at_once_naming_the_file_and_the_ca
         let file = if extra.is_empty() {
             format!("file {heartbeat}: create (263 bytes, root:root 755) failed: ")
         } else {
-            format!("file /srv/webhost/index.html: update content failed: ")
+            "file /srv/webhost/index.html: update content failed: ".to_string()
         };
         assert!(
             line.starts_with(&format!("error: {file}")) && line.ends_with(cause),
@@ -397,11 +397,12 @@ fn changed_and_unchanged_add_up_to_the_resources_on_every_kind_of_run() {
             &serde_json::json!(0)
         )
     );
-    // a change with a reload: the reload is counted apart from the resources
+    // a change with a reload (the site and the page name the port): the reload is
+    // counted apart from the resources
     let port = deploy(&host, &["--port", "8080"]);
     assert_eq!(
         port.last_line(),
-        "summary: 1 changed, 12 unchanged (13 resources), 1 restart/reload"
+        "summary: 2 changed, 11 unchanged (13 resources), 1 restart/reload"
     );
     // more resources: a package and 5 files
     let more = deploy(
