@@ -434,3 +434,52 @@ fn changed_and_unchanged_add_up_to_the_resources_on_every_kind_of_run() {
         "summary: 0 changed, 20 unchanged (20 resources)"
     );
 }
+
+#[test]
+fn a_run_that_stops_sending_heartbeats_loses_the_lock_to_the_next_run() {
+    if !enabled("faults_silent_holder") {
+        return;
+    }
+    let host = TestHost::up("rt-silent");
+    assert_eq!(deploy(&host, &[]).code, 0);
+    let mut holder = Held::start(&host, &["--port", "8085"]);
+    assert!(faults_support::first_to_end_or_hold(std::slice::from_mut(&mut holder)).is_empty());
+    // a stopped process sends nothing, yet its connection stays open: a link that died
+    // without a word looks the same to the host
+    faults_support::signal(holder.pid(), "STOP");
+    let refused = deploy(&host, &["--port", "8085"]);
+    assert!(
+        refused.one_error_line().contains(&format!(
+            "is being deployed by another run: pid {}",
+            holder.pid()
+        )),
+        "{}",
+        refused.stderr
+    );
+    // the host lets the lock go once it has heard nothing for 60 s; ask every 5 s
+    let mut attempts = 1;
+    let taken = loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        attempts += 1;
+        let r = deploy(&host, &["--port", "8085"]);
+        if r.code == 0 {
+            break r;
+        }
+        assert!(
+            r.stderr.contains("is being deployed by another run"),
+            "{}",
+            r.stderr
+        );
+        assert!(attempts < 40, "the lock was never released");
+    };
+    assert_eq!(
+        taken.stdout,
+        "changed: service nginx.service: reload (recorded as pending on the host)\nsummary: 0 changed, 13 unchanged (13 resources), 1 restart/reload\n"
+    );
+    faults_support::signal(holder.pid(), "CONT");
+    holder.kill();
+    assert_eq!(
+        deploy(&host, &["--port", "8085"]).last_line(),
+        "summary: 0 changed, 13 unchanged (13 resources)"
+    );
+}

@@ -7,13 +7,14 @@ use facts::{ExecOutput, LineSplitter, RemoteError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::lock::HEARTBEAT_SECS;
-use super::{Counter, Held, HeldStart};
+use super::{Counter, Held, HeldStart, LockLost};
 
 /// Like the SSH transport, at most 4 commands at once.
 #[derive(Debug)]
 pub struct Local {
     count: Counter,
     slots: tokio::sync::Semaphore,
+    lock_lost: LockLost,
 }
 
 impl Default for Local {
@@ -21,6 +22,7 @@ impl Default for Local {
         Local {
             count: Counter::default(),
             slots: tokio::sync::Semaphore::new(4),
+            lock_lost: LockLost::default(),
         }
     }
 }
@@ -77,6 +79,7 @@ impl Local {
             .acquire()
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
+        self.lock_lost.check()?;
         self.count.bump();
         let mut child = shell(command)?;
         let mut pipe = child.stdin.take().expect("stdin is piped");
@@ -140,6 +143,7 @@ impl Local {
             if out.stdout.ends_with(marker.as_bytes()) {
                 out.stderr = stderr.lock().unwrap().clone();
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let lock_lost = self.lock_lost.clone();
                 let task = tokio::spawn(async move {
                     let mut tick = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
                     tick.tick().await;
@@ -148,8 +152,14 @@ impl Local {
                         tokio::select! {
                             _ = tick.tick() => {
                                 if stdin.write_all(b"\n").await.is_err() {
+                                    lock_lost.set();
                                     return;
                                 }
+                            }
+                            ended = child.wait() => {
+                                drop(ended);
+                                lock_lost.set();
+                                return;
                             }
                             _ = &mut stopped => break,
                         }

@@ -19,7 +19,7 @@ pub const HOLDER_FILE: &str = "/run/chatmail-deploy.holder";
 /// How often the run tells the lock shell it is alive, and how long the shell waits for it
 /// before it lets the lock go (four heartbeats: a busy link may delay one or two).
 pub const HEARTBEAT_SECS: u64 = 15;
-const SILENCE_SECS: u64 = 60;
+pub const SILENCE_SECS: u64 = 60;
 
 /// Who this run is, as the holder file records it: the operator machine's hostname, the
 /// local pid and the command line (the host adds the start time with its own clock).

@@ -97,6 +97,28 @@ impl Held {
     }
 }
 
+/// Set when the run lock's command ended while the run still needed it (the host let the
+/// lock go after missing heartbeats, or someone killed it): from then on another run may
+/// take the host, so this one runs no further command.
+#[derive(Debug, Default, Clone)]
+struct LockLost(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl LockLost {
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), RemoteError> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(RemoteError(format!(
+                "the run lock on the host ended while this run still held it (no heartbeat for {} s, or the lock command was killed): stopped before the next command, as another run may hold the host now",
+                lock::SILENCE_SECS
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Counts commands; shared by both transports.
 #[derive(Debug, Default)]
 struct Counter(AtomicUsize);

@@ -15,7 +15,7 @@ use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Semaphore;
 
 use super::lock::HEARTBEAT_SECS;
-use super::{Counter, Held, HeldStart};
+use super::{Counter, Held, HeldStart, LockLost};
 
 /// sshd allows 10 sessions per connection by default and frees closed ones lazily.
 const MAX_CHANNELS: usize = 4;
@@ -32,6 +32,7 @@ pub struct Ssh {
     handle: Handle<HostKeyCheck>,
     slots: Semaphore,
     count: Counter,
+    lock_lost: LockLost,
 }
 
 /// What the host-key check decided, kept so that a refused connection gets a clear error.
@@ -140,6 +141,7 @@ impl Ssh {
             handle,
             slots: Semaphore::new(MAX_CHANNELS),
             count: Counter::default(),
+            lock_lost: LockLost::default(),
         };
         ssh.login(user, &who).await?;
         Ok(ssh)
@@ -203,6 +205,7 @@ impl Ssh {
             .acquire()
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
+        self.lock_lost.check()?;
         self.count.bump();
         let channel = self.open_channel().await?;
         channel.exec(true, command).await.map_err(lost)?;
@@ -279,6 +282,7 @@ impl Ssh {
                     out.stdout.extend_from_slice(&data);
                     if ends_with(&out.stdout, marker) {
                         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let lock_lost = self.lock_lost.clone();
                         let task = tokio::spawn(async move {
                             let mut tick =
                                 tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
@@ -288,11 +292,15 @@ impl Ssh {
                                 tokio::select! {
                                     _ = tick.tick() => {
                                         if writer.data(&b"\n"[..]).await.is_err() {
+                                            lock_lost.set();
                                             return;
                                         }
                                     }
                                     // the holder prints nothing more; this is the channel's end
-                                    msg = reader.wait() => if msg.is_none() { return },
+                                    msg = reader.wait() => if msg.is_none() {
+                                        lock_lost.set();
+                                        return;
+                                    },
                                     _ = &mut stopped => break,
                                 }
                             }

@@ -169,3 +169,14 @@ pub fn first_to_end_or_hold(runs: &mut [Held]) -> Vec<usize> {
     }
     panic!("the runs neither held nor ended within 60 s");
 }
+
+/// Sends SIG`name` to `pid` (a run this test started).
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
