@@ -94,7 +94,7 @@ fn two_runs_at_once_one_is_refused_naming_the_other_and_a_killed_runs_lock_is_ta
         let next = deploy(&host, &["--port", winner_port]);
         assert_eq!(next.code, 0, "{}", next.stderr);
         assert_eq!(
-            next.stdout,
+            faults_support::without_waits(&next.stdout),
             "changed: service nginx.service: reload (recorded as pending on the host)\nsummary: 0 changed, 13 unchanged (13 resources), 1 restart/reload\n"
         );
         let again = deploy(&host, &["--port", winner_port]);
@@ -473,7 +473,7 @@ fn a_run_that_stops_sending_heartbeats_loses_the_lock_to_the_next_run() {
         assert!(attempts < 40, "the lock was never released");
     };
     assert_eq!(
-        taken.stdout,
+        faults_support::without_waits(&taken.stdout),
         "changed: service nginx.service: reload (recorded as pending on the host)\nsummary: 0 changed, 13 unchanged (13 resources), 1 restart/reload\n"
     );
     faults_support::signal(holder.pid(), "CONT");
@@ -481,5 +481,44 @@ fn a_run_that_stops_sending_heartbeats_loses_the_lock_to_the_next_run() {
     assert_eq!(
         deploy(&host, &["--port", "8085"]).last_line(),
         "summary: 0 changed, 13 unchanged (13 resources)"
+    );
+}
+
+#[test]
+fn a_relays_counts_add_up_on_a_fresh_run_a_no_op_and_a_dry_run() {
+    if !enabled("faults_relay_counts") {
+        return;
+    }
+    let relay = common::relay::Relay::new("rt-relay", "_rt-relay.test");
+    let dry = relay.deploy(&["--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let (to_change, unchanged, resources) = summary_counts(dry.last_line());
+    assert_eq!(to_change + unchanged, resources, "{}", dry.last_line());
+    let fresh = relay.deploy(&[]);
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    let (changed, unchanged, fresh_resources) = summary_counts(fresh.last_line());
+    assert_eq!(
+        changed + unchanged,
+        fresh_resources,
+        "{}",
+        fresh.last_line()
+    );
+    assert!(
+        changed >= to_change,
+        "{} after {}",
+        fresh.last_line(),
+        dry.last_line()
+    );
+    let noop = relay.deploy(&[]);
+    let (_, _, noop_resources) = summary_counts(noop.last_line());
+    assert_eq!(
+        noop.last_line(),
+        format!("summary: 0 changed, {noop_resources} unchanged ({noop_resources} resources)")
+    );
+    eprintln!(
+        "relay counts: dry {:?}, fresh {:?}, no-op {:?}",
+        dry.last_line(),
+        fresh.last_line(),
+        noop.last_line()
     );
 }

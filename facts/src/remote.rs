@@ -39,7 +39,7 @@ impl ExecOutput {
 
 /// Lines kept from the head and the tail of a long stderr, and the longest line kept.
 const HEAD_LINES: usize = 4;
-const TAIL_LINES: usize = 8;
+const TAIL_LINES: usize = 6;
 const LINE_CHARS: usize = 400;
 
 fn condense(text: &str) -> String {
@@ -150,7 +150,7 @@ mod tests {
         let got = stderr(&text).error_text();
         assert_eq!(
             got,
-            "line 1 | line 2 | line 3 | line 4 | [18 lines left out] | line 23 | line 24 | line 25 | line 26 | line 27 | line 28 | line 29 | line 30"
+            "line 1 | line 2 | line 3 | line 4 | [20 lines left out] | line 25 | line 26 | line 27 | line 28 | line 29 | line 30"
         );
         let long = stderr(&"x".repeat(1000)).error_text();
         assert_eq!(long.len(), LINE_CHARS + 3);

@@ -131,7 +131,7 @@ pub async fn run<R: Remote>(
                 what: what.to_string(),
                 detail: format!(
                     "no result within {} s, the bound for this step{}",
-                    limit.as_secs(),
+                    seconds(limit),
                     line.map(|l| format!(" (its last output: {l})")).unwrap_or_default()
                 ),
             });
@@ -152,9 +152,82 @@ pub async fn run<R: Remote>(
     })
 }
 
+/// `24`, or `0.05` for a bound cut below a second by the test hook.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.2}", d.as_secs_f64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use facts::RemoteError;
+
+    /// A host that answers every command the same way.
+    enum Fake {
+        Lost,
+        Silent,
+        Fails(&'static str),
+    }
+
+    impl Remote for Fake {
+        async fn exec(&self, _: &str, _: &[u8]) -> Result<ExecOutput, RemoteError> {
+            match self {
+                Fake::Lost => Err(RemoteError(
+                    "ssh connection lost while the command ran".into(),
+                )),
+                Fake::Silent => std::future::pending().await,
+                Fake::Fails(stderr) => Ok(ExecOutput {
+                    stderr: stderr.as_bytes().to_vec(),
+                    status: Some(100),
+                    ..ExecOutput::default()
+                }),
+            }
+        }
+    }
+
+    async fn error_of(remote: Fake, limit: Duration) -> String {
+        let reporter = crate::NullReporter;
+        run(
+            &remote,
+            "x",
+            b"",
+            "packages: install nginx",
+            limit,
+            &reporter,
+        )
+        .await
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_lost_link_names_the_step() {
+        assert_eq!(
+            error_of(Fake::Lost, Duration::from_secs(60)).await,
+            "packages: install nginx failed: ssh connection lost while the command ran"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_past_its_bound_fails_naming_it() {
+        assert_eq!(
+            error_of(Fake::Silent, Duration::from_millis(50)).await,
+            "packages: install nginx failed: no result within 0.05 s, the bound for this step"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_carries_all_of_its_stderr() {
+        let stderr = "E: Failed to fetch http://deb.debian.org/x.deb  503  Service Unavailable\nE: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?\n";
+        assert_eq!(
+            error_of(Fake::Fails(stderr), Duration::from_secs(60)).await,
+            "packages: install nginx failed: E: Failed to fetch http://deb.debian.org/x.deb  503  Service Unavailable | E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing? (exit status 100)"
+        );
+    }
 
     #[test]
     fn deadlines_scale_with_kind_and_size() {

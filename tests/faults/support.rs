@@ -180,3 +180,13 @@ pub fn signal(pid: u32, name: &str) {
         .success();
     assert!(ok, "kill -{name} {pid}");
 }
+
+/// stdout without its `waiting:` lines: a step slower than a few seconds (a loaded machine)
+/// adds them, and they are not what a test about something else checks.
+pub fn without_waits(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("waiting: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
