@@ -503,12 +503,15 @@ fn a_relays_counts_add_up_on_a_fresh_run_a_no_op_and_a_dry_run() {
         "{}",
         fresh.last_line()
     );
+    // fewer than the dry run planned is right: what a package install brings in line (a
+    // unit it enables, a file it ships as wanted) is no change of this run
     assert!(
-        changed >= to_change,
+        changed <= to_change,
         "{} after {}",
         fresh.last_line(),
         dry.last_line()
     );
+    assert_eq!(fresh_resources, resources);
     let noop = relay.deploy(&[]);
     let (_, _, noop_resources) = summary_counts(noop.last_line());
     assert_eq!(
