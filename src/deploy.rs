@@ -12,7 +12,7 @@ use crate::output::{Printer, Summary};
 
 /// Package installs and removals each end a round; more rounds than this mean a loop.
 const MAX_ROUNDS: usize = 4;
-use crate::transport::{Host, SshOptions, Target};
+use crate::transport::{Host, SshOptions, Target, lock};
 
 /// How to reach the host.
 #[derive(Debug, Clone, Args)]
@@ -109,15 +109,80 @@ pub async fn deploy_with(
     let target = host.target()?;
     printer.status(&format!("connecting to {}", target.describe()));
     let remote = Host::connect(&target, &host.ssh_options()?).await?;
-    printer.status("gathering facts");
-    let facts = query
-        .gather(&remote)
-        .await
-        .with_context(|| format!("gathering facts on {}", target.describe()))?;
-    let state = &state_for(&facts)?;
-    let mut plan = operations::plan(state, &facts)?;
-    let code = if plan_args.dry_run {
-        operations::fetch_old_contents(&remote, &mut plan).await?;
+    printer.status("taking the run lock and gathering facts");
+    // leftovers of killed runs go, under the lock; a dry run leaves even those alone
+    let cleanup = if plan_args.dry_run {
+        String::new()
+    } else {
+        operations::stale_temp_cleanup(query.paths.iter().map(String::as_str))
+    };
+    let taken = within(
+        FACTS_BOUND,
+        "taking the run lock and gathering facts",
+        lock::take(&remote, &target.describe(), query, &cleanup),
+    )
+    .await;
+    let (facts, lock) = match taken {
+        Ok(t) => t,
+        Err(e) => {
+            remote.close().await;
+            return Err(e);
+        }
+    };
+    let result = plan_and_apply(&remote, &printer, &target, plan_args, &facts, state_for).await;
+    // the lock goes before the connection, so that it is free when this run says it is done
+    lock.release().await;
+    let commands = remote.exec_count();
+    remote.close().await;
+    let code = result?;
+    printer.info(&format!(
+        "done in {:.3} s, {commands} remote command{}",
+        started.elapsed().as_secs_f64(),
+        if commands == 1 { "" } else { "s" }
+    ));
+    Ok(code)
+}
+
+/// Remote steps outside apply: gathering facts, reading the files a dry run diffs. A relay's
+/// facts take about a second; this bound only keeps a dead host from hanging the run.
+const FACTS_BOUND: Duration = Duration::from_secs(120);
+
+/// `future`, or an error naming `what` once `bound` has passed.
+async fn within<T>(
+    bound: Duration,
+    what: &str,
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(bound, future).await {
+        Ok(result) => result,
+        Err(_) => bail!("{what}: no result within {} s", bound.as_secs()),
+    }
+}
+
+fn test_deadline_scale() -> f64 {
+    std::env::var("CHATMAIL_DEPLOY_DEADLINE_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0)
+}
+
+/// Everything between taking the lock and letting it go.
+async fn plan_and_apply(
+    remote: &Host,
+    printer: &Printer,
+    target: &Target,
+    plan_args: &PlanArgs,
+    facts: &facts::HostFacts,
+    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
+) -> anyhow::Result<ExitCode> {
+    let state = &state_for(facts)?;
+    let resources = state.resources.len();
+    let mut plan = operations::plan(state, facts)?;
+    if plan_args.dry_run {
+        within(FACTS_BOUND, "reading the files the plan changes", async {
+            Ok(operations::fetch_old_contents(remote, &mut plan).await?)
+        })
+        .await?;
         printer.plan(&plan);
         for w in &plan.warnings {
             printer.host_warning(w);
@@ -126,82 +191,84 @@ pub async fn deploy_with(
             host: target.describe(),
             dry_run: true,
             changes: plan.changes.iter().chain(&plan.handlers).collect(),
-            count: plan.change_count(),
+            changed: plan.changes.iter().map(|c| c.covers).sum(),
             unchanged: plan.unchanged,
+            resources,
+            handlers: plan.handlers.len(),
         });
-        if plan_args.check && !plan.is_empty() {
+        return Ok(if plan_args.check && !plan.is_empty() {
             ExitCode::from(2)
         } else {
             ExitCode::SUCCESS
-        }
-    } else {
-        let options = ApplyOptions {
-            stop_after_packages: true,
-            hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS")
-                .is_some(),
-        };
-        let mut applied = Vec::new();
-        let mut covered = 0;
-        let mut warnings = plan.warnings.clone();
-        // A package install may create what later resources manage: after it, plan again.
-        for round in 1.. {
-            let outcome = operations::apply(&remote, &plan, &printer, &options).await?;
-            applied.extend(
-                plan.changes
-                    .iter()
-                    .chain(&plan.handlers)
-                    .take(outcome.changed)
-                    .cloned(),
-            );
-            covered += outcome.covered;
-            if outcome.finished {
-                break;
-            }
-            printer.status("gathering facts after package changes");
-            let facts = state.query().gather(&remote).await?;
-            plan = operations::plan(state, &facts)?;
-            if round == MAX_ROUNDS && !plan.is_empty() {
-                bail!(
-                    "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
-                    names(&plan)
-                );
-            }
-        }
-        // Only the host can say whether the changes took: a package that installs under
-        // another name, a command whose guard stays false. Exit 0 means it matches now.
-        if !applied.is_empty() {
-            printer.status("checking the host against the desired state");
-            let facts = state.query().gather(&remote).await?;
-            let left = operations::plan(state, &facts)?;
-            warnings = left.warnings.clone();
-            if !left.changes.is_empty() {
-                bail!(
-                    "the host does not match the desired state after applying, still different: {}",
-                    names(&left)
-                );
-            }
-        }
-        // said about the host as the run leaves it
-        for w in &warnings {
-            printer.host_warning(w);
-        }
-        printer.summary(&Summary {
-            host: target.describe(),
-            dry_run: false,
-            changes: applied.iter().collect(),
-            count: applied.len(),
-            unchanged: state.resources.len().saturating_sub(covered),
         });
-        ExitCode::SUCCESS
+    }
+    let options = ApplyOptions {
+        stop_after_packages: true,
+        hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS").is_some(),
+        deadline_scale: test_deadline_scale(),
     };
-    let commands = remote.exec_count();
-    remote.close().await;
-    printer.info(&format!(
-        "done in {:.3} s, {commands} remote command{}",
-        started.elapsed().as_secs_f64(),
-        if commands == 1 { "" } else { "s" }
-    ));
-    Ok(code)
+    let mut applied = Vec::new();
+    let (mut covered, mut handlers) = (0, 0);
+    let mut warnings = plan.warnings.clone();
+    // A package install may create what later resources manage: after it, plan again.
+    for round in 1.. {
+        let outcome = operations::apply(remote, &plan, printer, &options).await?;
+        applied.extend(plan.changes.iter().take(outcome.changed).cloned());
+        if outcome.finished {
+            applied.extend(plan.handlers.iter().cloned());
+        }
+        covered += outcome.covered;
+        handlers += outcome.handlers;
+        if outcome.finished {
+            break;
+        }
+        printer.status("gathering facts after package changes");
+        let facts = gather(remote, state).await?;
+        plan = operations::plan(state, &facts)?;
+        if round == MAX_ROUNDS && !plan.is_empty() {
+            bail!(
+                "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
+                names(&plan)
+            );
+        }
+    }
+    // Only the host can say whether the changes took: a package that installs under
+    // another name, a command whose guard stays false. Exit 0 means it matches now.
+    if !applied.is_empty() {
+        printer.status("checking the host against the desired state");
+        let facts = gather(remote, state).await?;
+        let left = operations::plan(state, &facts)?;
+        warnings = left.warnings.clone();
+        if !left.changes.is_empty() {
+            bail!(
+                "the host does not match the desired state after applying, still different: {}",
+                names(&left)
+            );
+        }
+    }
+    // said about the host as the run leaves it
+    for w in &warnings {
+        printer.host_warning(w);
+    }
+    // a resource brought in line twice in one run (a package rewrote it) counts once
+    let changed = covered.min(resources);
+    printer.summary(&Summary {
+        host: target.describe(),
+        dry_run: false,
+        changes: applied.iter().collect(),
+        changed,
+        unchanged: resources - changed,
+        resources,
+        handlers,
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gather(remote: &Host, state: &State) -> anyhow::Result<facts::HostFacts> {
+    within(FACTS_BOUND, "gathering facts", async {
+        Ok(state.query().gather(remote).await?)
+    })
+    .await
 }
 
 /// The changes of a plan, one phrase each, for an error line.

@@ -45,7 +45,10 @@ fn example_converges_and_a_second_run_changes_nothing() {
     let pids = main_pids(&host);
     let second = deploy(&host, &[]);
     assert_eq!(second.code, 0);
-    assert_eq!(second.last_line(), "summary: 0 changed, 13 unchanged");
+    assert_eq!(
+        second.last_line(),
+        "summary: 0 changed, 13 unchanged (13 resources)"
+    );
     assert!(
         !second.stdout.contains("changed:"),
         "nothing is changed or restarted"
@@ -141,14 +144,18 @@ fn drift_is_shown_exactly_by_the_dry_run_and_repaired_by_run() {
             .contains("~ service webhost-heartbeat.service: start (was enabled, inactive)\n")
     );
     assert!(dry.stdout.contains("~ service nginx.service: reload\n"));
-    assert_eq!(dry.last_line(), "summary: 3 to change, 11 unchanged");
+    assert_eq!(
+        dry.last_line(),
+        "summary: 2 to change, 11 unchanged (13 resources), 1 restart/reload"
+    );
     assert_eq!(host.fingerprint(), before, "the dry run changed the host");
 
     let check = deploy(&host, &["--dry-run", "--check"]);
     assert_eq!(check.code, 2, "--check exits 2 with pending changes");
     let json = deploy(&host, &["--dry-run", "--json"]);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON plan");
-    assert_eq!(doc["to_change"], 3);
+    assert_eq!(doc["to_change"], 2);
+    assert_eq!(doc["handlers"], 1);
     assert_eq!(doc["changes"][0]["kind"], "file");
     assert!(
         doc["changes"][0]["diff"]
@@ -159,7 +166,10 @@ fn drift_is_shown_exactly_by_the_dry_run_and_repaired_by_run() {
     assert_eq!(host.fingerprint(), before);
 
     let fix = deploy(&host, &[]);
-    assert_eq!(fix.last_line(), "summary: 3 changed, 11 unchanged");
+    assert_eq!(
+        fix.last_line(),
+        "summary: 2 changed, 11 unchanged (13 resources), 1 restart/reload"
+    );
     assert!(
         !host
             .sh("cat /etc/nginx/sites-available/webhost")
@@ -234,7 +244,10 @@ fn a_run_killed_before_its_restarts_leaves_them_for_the_next_run() {
         "{}",
         next.stdout
     );
-    assert_eq!(next.last_line(), "summary: 1 changed, 13 unchanged");
+    assert_eq!(
+        next.last_line(),
+        "summary: 0 changed, 13 unchanged (13 resources), 1 restart/reload"
+    );
     assert!(http_get(&host.addr, 8080, "/").contains("Deployed by chatmail-deploy."));
     assert!(
         !host
@@ -249,7 +262,7 @@ fn a_run_killed_before_its_restarts_leaves_them_for_the_next_run() {
     );
     assert_eq!(
         deploy(&host, &["--port", "8080"]).last_line(),
-        "summary: 0 changed, 13 unchanged"
+        "summary: 0 changed, 13 unchanged (13 resources)"
     );
 }
 

@@ -273,11 +273,11 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     assert!(dry.stdout.contains("\n    -# hand edit\n"));
     assert_eq!(
         dry.last_line().split(',').next(),
-        Some("summary: 2 to change")
+        Some("summary: 1 to change")
     );
     let fix = relay.deploy(&[]);
     assert!(
-        fix.last_line().starts_with("summary: 2 changed"),
+        fix.last_line().starts_with("summary: 1 changed, "),
         "{}",
         fix.stdout
     );

@@ -20,5 +20,5 @@ pub use error::Error;
 pub use os::OsRelease;
 pub use packages::Package;
 pub use paths::{PathKind, PathState};
-pub use remote::{ExecOutput, Remote, RemoteError};
+pub use remote::{ExecOutput, LineSplitter, Remote, RemoteError};
 pub use units::Unit;

@@ -1,8 +1,12 @@
 //! Carrying out a plan on the host.
 
+use std::time::Duration;
+
 use facts::Remote;
 use facts::shell::quote;
 use futures_util::future::join_all;
+
+use crate::step;
 
 use crate::diff::{MAX_DIFF_BYTES, unified};
 use crate::restarts::{self, Pending};
@@ -17,12 +21,27 @@ pub struct ApplyOptions {
     /// Test hook: after the last change, stop and wait forever before the handlers run, so
     /// that a test can kill the run at exactly that point.
     pub hold_before_handlers: bool,
+    /// Test hook: every step's deadline times this (0 or less: 1), so that a test can see a
+    /// step run out of time without waiting for the real bound.
+    pub deadline_scale: f64,
+}
+
+impl ApplyOptions {
+    fn limit(&self, bound: Duration) -> Duration {
+        if self.deadline_scale > 0.0 {
+            bound.mul_f64(self.deadline_scale)
+        } else {
+            bound
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    /// Changes and handlers carried out.
+    /// Changes carried out (not counting handlers).
     pub changed: usize,
+    /// Handlers run: daemon-reload, restarts, reloads.
+    pub handlers: usize,
     /// Resources of the state those changes brought in line.
     pub covered: usize,
     /// False when apply stopped after packages and the rest must be planned again.
@@ -65,6 +84,24 @@ pub async fn fetch_old_contents<R: Remote>(remote: &R, plan: &mut Plan) -> Resul
     Ok(())
 }
 
+/// Removes what killed runs left half-written beside `paths` (the managed files) and beside
+/// the pending-restarts record: temp files named with [`crate::script::TEMP_SUFFIX`]. Only
+/// safe while holding the run lock, so that no live run is writing them.
+pub fn stale_temp_cleanup<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
+    let suffix = crate::script::TEMP_SUFFIX;
+    let mut script = String::from("for p in");
+    for p in paths {
+        script.push(' ');
+        script.push_str(&quote(p));
+    }
+    script.push_str(&format!(
+        "; do rm -f -- \"$p\"{suffix} \"$p\"{suffix}.* \"$p\"{suffix}.*.archive; done; rm -f -- {}.tmp {}.tmp.*",
+        crate::PENDING_FILE,
+        crate::PENDING_FILE
+    ));
+    script
+}
+
 /// Reads "<size>\n<size bytes>" from the front of `rest`; `None` for size -1 or bad input.
 fn take_sized<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let nl = rest.iter().position(|&b| b == b'\n')?;
@@ -103,7 +140,16 @@ pub async fn apply<R: Remote>(
     };
     if !pending.is_empty() && pending != plan.pending_on_host {
         let script = restarts::record_script(&pending);
-        run(remote, &script, b"", "recording pending restarts").await?;
+        let limit = options.limit(step::BOOKKEEPING);
+        step::run(
+            remote,
+            &script,
+            b"",
+            "recording pending restarts",
+            limit,
+            reporter,
+        )
+        .await?;
     }
     // systemd must read changed unit files before it is asked to act on a unit: the planned
     // daemon-reload runs right before the first such change, or with the handlers
@@ -123,7 +169,8 @@ pub async fn apply<R: Remote>(
         if batch > 1 {
             let (files, tail) = rest.split_at(batch);
             files.iter().for_each(|c| reporter.change_started(c));
-            let results = join_all(files.iter().map(|c| execute(remote, c, reporter))).await;
+            let results =
+                join_all(files.iter().map(|c| execute(remote, c, reporter, options))).await;
             for (c, result) in files.iter().zip(results) {
                 result?;
                 reload_due |= c.changes_unit_file;
@@ -136,14 +183,14 @@ pub async fn apply<R: Remote>(
         if change.uses_systemd && reload_due {
             if let Some(reload) = daemon_reload {
                 reporter.change_started(reload);
-                execute(remote, reload, reporter).await?;
+                execute(remote, reload, reporter, options).await?;
                 reporter.change_finished(reload);
                 reloads += 1;
             }
             reload_due = false;
         }
         reporter.change_started(change);
-        execute(remote, change, reporter).await?;
+        execute(remote, change, reporter, options).await?;
         reload_due |= change.changes_unit_file;
         reporter.change_finished(change);
     }
@@ -151,6 +198,7 @@ pub async fn apply<R: Remote>(
     if barrier.is_some() {
         return Ok(Outcome {
             changed: changes.len(),
+            handlers: reloads,
             covered,
             finished: false,
         });
@@ -162,12 +210,14 @@ pub async fn apply<R: Remote>(
     // a unit that refuses its new config must not keep the others from theirs: every
     // handler runs, the failures are reported together, and they stay pending on the host
     let mut failures = Vec::new();
+    let mut handlers = reloads;
     for change in &plan.handlers {
         if change.kind == ChangeKind::DaemonReload && !reload_due && reloads > 0 {
             continue;
         }
+        handlers += 1;
         reporter.change_started(change);
-        match execute(remote, change, reporter).await {
+        match execute(remote, change, reporter, options).await {
             Ok(()) => reporter.change_finished(change),
             Err(Error::ChangeFailed { detail, .. })
                 if matches!(change.kind, ChangeKind::Restart | ChangeKind::Reload) =>
@@ -181,16 +231,21 @@ pub async fn apply<R: Remote>(
         return Err(Error::HandlersFailed(failures.join("; ")));
     }
     if !plan.pending.is_empty() || !plan.pending_on_host.is_empty() || plan.keeps_previous {
-        run(
+        let limit = options.limit(step::BOOKKEEPING);
+        let script = restarts::clear_script();
+        step::run(
             remote,
-            &restarts::clear_script(),
+            &script,
             b"",
             "clearing pending restarts",
+            limit,
+            reporter,
         )
         .await?;
     }
     Ok(Outcome {
-        changed: changes.len() + plan.handlers.len(),
+        changed: changes.len(),
+        handlers,
         covered,
         finished: true,
     })
@@ -200,8 +255,23 @@ async fn execute<R: Remote>(
     remote: &R,
     change: &Change,
     reporter: &dyn Reporter,
+    options: &ApplyOptions,
 ) -> Result<(), Error> {
-    let out = run(remote, &change.script, &change.stdin, &change.description).await?;
+    let limit = options.limit(step::deadline(
+        change.kind,
+        &change.script,
+        change.stdin.len(),
+    ));
+    let script = step::prepared(change.kind, &change.script);
+    let out = step::run(
+        remote,
+        &script,
+        &change.stdin,
+        &change.description,
+        limit,
+        reporter,
+    )
+    .await?;
     for message in warnings(&out.stderr) {
         reporter.warning(change, message);
     }
@@ -218,27 +288,6 @@ fn warnings(stderr: &[u8]) -> Vec<&str> {
         .collect()
 }
 
-async fn run<R: Remote>(
-    remote: &R,
-    script: &str,
-    stdin: &[u8],
-    what: &str,
-) -> Result<facts::ExecOutput, Error> {
-    let out = remote.exec(script, stdin).await?;
-    if out.success() {
-        return Ok(out);
-    }
-    let detail = match (out.status, out.error_line()) {
-        (None, _) => "killed by a signal".to_string(),
-        (Some(code), line) if line.is_empty() => format!("exit status {code}"),
-        (Some(code), line) => format!("{line} (exit status {code})"),
-    };
-    Err(Error::ChangeFailed {
-        what: what.to_string(),
-        detail,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +298,40 @@ mod tests {
             b"debconf: noise\nwarning: Debian's Dovecot installed\n  warning: second\nW: apt\n";
         assert_eq!(warnings(stderr), ["Debian's Dovecot installed", "second"]);
         assert!(warnings(b"\xff\xfe").is_empty());
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("opstale{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("it's.conf");
+        let names = [
+            "it's.conf",
+            "it's.conf.chatmail-deploy-tmp",
+            "it's.conf.chatmail-deploy-tmp.123",
+            "it's.conf.chatmail-deploy-tmp.123.archive",
+            "it's.conf.other",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), "x").unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stale_temp_cleanup([path.to_str().unwrap()]))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["it's.conf", "it's.conf.other"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -15,9 +15,10 @@ mod resource;
 mod restarts;
 mod script;
 mod state;
+pub mod step;
 mod templates;
 
-pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents};
+pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents, stale_temp_cleanup};
 pub use error::Error;
 pub use plan::{Change, ChangeKind, Plan, plan};
 pub use report::{NullReporter, Reporter};

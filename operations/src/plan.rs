@@ -406,7 +406,7 @@ impl Planner<'_> {
                 .filter(|n| self.checks.contains_key(n.unit()))
                 .map(|n| script::keep_previous(script::PREVIOUS_DIR, n.unit(), &f.path))
                 .collect();
-            let write = script::write_file(&f.path, &f.owner, &f.group, f.mode);
+            let write = script::write_file(&f.path, &f.owner, &f.group, f.mode, f.content.len());
             let script = if keep.is_empty() {
                 write
             } else {
@@ -740,7 +740,7 @@ impl Planner<'_> {
                         local.display(),
                         short(&d.sha256)
                     ),
-                    script::write_file(&d.path, &d.owner, &d.group, d.mode),
+                    script::write_file(&d.path, &d.owner, &d.group, d.mode, bytes.len()),
                 );
                 c.stdin = bytes;
                 c

@@ -1,5 +1,7 @@
 //! How apply tells the outside world what it is doing.
 
+use std::time::Duration;
+
 use crate::{Change, Plan};
 
 /// Receives events while a plan is applied. All methods default to doing nothing.
@@ -11,6 +13,11 @@ pub trait Reporter: Sync {
     /// A change succeeded but said something the operator must read: a stderr line of
     /// its command that starts with `warning: ` (prefix removed).
     fn warning(&self, _change: &Change, _message: &str) {}
+    /// A remote step has been running for `elapsed` (called about once a second after the
+    /// first few): `latest` is its latest line of output, if it printed any.
+    fn waiting(&self, _what: &str, _elapsed: Duration, _latest: Option<&str>) {}
+    /// The step `what` has ended (whether it was reported as waiting or not).
+    fn waiting_over(&self, _what: &str) {}
 }
 
 pub struct NullReporter;

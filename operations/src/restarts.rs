@@ -84,7 +84,7 @@ impl Pending {
 pub(crate) fn record_script(pending: &Pending) -> String {
     let dir = PENDING_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
     format!(
-        "set -e; mkdir -p {dir}; t={f}.tmp; printf %s {body} > \"$t\"; sync \"$t\" 2>/dev/null || true; mv -f \"$t\" {f}",
+        "set -e; mkdir -p {dir}; t={f}.tmp.$$; trap 'rm -f \"$t\"' EXIT; printf %s {body} > \"$t\"; sync \"$t\" 2>/dev/null || true; mv -f \"$t\" {f}",
         f = PENDING_FILE,
         body = quote(&pending.render()),
     )

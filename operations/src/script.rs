@@ -2,13 +2,21 @@
 
 use facts::shell::quote;
 
+/// Ends the name of a temp file beside the file it becomes, followed by the writing shell's
+/// pid (`$$`): two commands alive at once never share a pid, so two runs never write the
+/// same temp file, and a killed run's leftovers are recognised by the next one.
+pub const TEMP_SUFFIX: &str = ".chatmail-deploy-tmp";
+
 /// Writes stdin to `path` atomically: a temp file next to it gets owner and mode first, then
-/// is renamed over the old file, so nobody ever reads a half-written or too-open file.
-pub(crate) fn write_file(path: &str, owner: &str, group: &str, mode: u32) -> String {
+/// is renamed over the old file, so nobody ever reads a half-written or too-open file. A
+/// stdin cut short (the run died mid-upload, and the host saw the end of its input) is not
+/// installed: `size` is the length of the whole content.
+pub(crate) fn write_file(path: &str, owner: &str, group: &str, mode: u32, size: usize) -> String {
     format!(
-        "set -e; umask 077; p={p}; t=\"$p.chatmail-deploy-tmp\"; trap 'rm -f \"$t\"' EXIT\n\
+        "set -e; umask 077; p={p}; t=\"$p{TEMP_SUFFIX}.$$\"; trap 'rm -f \"$t\"' EXIT\n\
          mkdir -p -- \"$(dirname -- \"$p\")\"\n\
          cat > \"$t\"\n\
+         got=$(wc -c < \"$t\"); if [ \"$got\" -ne {size} ]; then echo \"$p: only $got of {size} bytes arrived\" >&2; exit 1; fi\n\
          {attrs}\n\
          mv -f -- \"$t\" \"$p\"",
         p = quote(path),
@@ -31,7 +39,7 @@ pub(crate) fn download(d: &crate::Download) -> String {
         None => String::new(),
     };
     format!(
-        "set -e; umask 077; p={p}; t=\"$p.chatmail-deploy-tmp\"; trap 'rm -f \"$t\" \"$t.archive\"' EXIT\n\
+        "set -e; umask 077; p={p}; t=\"$p{TEMP_SUFFIX}.$$\"; trap 'rm -f \"$t\" \"$t.archive\"' EXIT\n\
          mkdir -p -- \"$(dirname -- \"$p\")\"\n\
          if command -v curl >/dev/null; then curl -fsSL --retry 2 --connect-timeout 20 -o {fetch_to} {u}\n\
          elif command -v wget >/dev/null; then wget -q -O {fetch_to} {u}\n\
@@ -145,7 +153,7 @@ put_back() {
 if [ -d "$b/files" ]; then
 (cd "$b/files" && find . -type f) > "$b/list"
 while IFS= read -r f; do f=${f#.}
-cp -p -- "$b/files$f" "$f.chatmail-deploy-tmp" && mv -f -- "$f.chatmail-deploy-tmp" "$f" && restored="$restored $f"
+cp -p -- "$b/files$f" "$f.chatmail-deploy-tmp.$$" && mv -f -- "$f.chatmail-deploy-tmp.$$" "$f" && restored="$restored $f"
 done < "$b/list"
 fi
 if [ -f "$b/absent" ]; then
@@ -213,7 +221,7 @@ mod tests {
             .trim()
             .to_string();
         let out = sh(
-            &write_file(path.to_str().unwrap(), &owner, &group, 0o640),
+            &write_file(path.to_str().unwrap(), &owner, &group, 0o640, 6),
             b"hello\n",
         );
         assert!(

@@ -1,6 +1,7 @@
 //! How commands reach the host: SSH (one connection per run) or the local machine.
 
 mod local;
+pub mod lock;
 mod ssh;
 mod ssh_config;
 mod target;
@@ -37,6 +38,15 @@ impl Host {
         }
     }
 
+    /// Starts a command that answers up to `marker` and then keeps running for the rest of
+    /// the run (the run lock); see [`Ssh::exec_held`].
+    pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
+        match self {
+            Host::Ssh(s) => s.exec_held(command, marker).await,
+            Host::Local(l) => l.exec_held(command, marker).await,
+        }
+    }
+
     pub async fn close(self) {
         if let Host::Ssh(s) = self {
             s.close().await;
@@ -50,6 +60,62 @@ impl Remote for Host {
             Host::Ssh(s) => s.exec(command, stdin).await,
             Host::Local(l) => l.exec(command, stdin).await,
         }
+    }
+
+    async fn exec_streaming(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<ExecOutput, RemoteError> {
+        match self {
+            Host::Ssh(s) => s.exec_streaming(command, stdin, on_line).await,
+            Host::Local(l) => l.exec_streaming(command, stdin, on_line).await,
+        }
+    }
+}
+
+/// How a held command began: it reached its marker and keeps running, or it ended first.
+pub enum HeldStart {
+    /// The output up to and with the marker.
+    Holding(ExecOutput, Held),
+    Ended(ExecOutput),
+}
+
+/// A command still running on the host for this run; it ends with [`Held::release`], or by
+/// itself when this process dies or the link is lost.
+pub struct Held {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    /// Closes the command's stdin and waits (a few seconds at most) for it to end.
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Set when the run lock's command ended while the run still needed it (the host let the
+/// lock go after missing heartbeats, or someone killed it): from then on another run may
+/// take the host, so this one runs no further command.
+#[derive(Debug, Default, Clone)]
+struct LockLost(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl LockLost {
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), RemoteError> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(RemoteError(format!(
+                "the run lock on the host ended while this run still held it (no heartbeat for {} s, or the lock command was killed): stopped before the next command, as another run may hold the host now",
+                lock::SILENCE_SECS
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use facts::{ExecOutput, RemoteError};
+use facts::{ExecOutput, LineSplitter, RemoteError};
 use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
@@ -14,7 +14,8 @@ use russh::keys::{PublicKeyOrCertificate, known_hosts};
 use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Semaphore;
 
-use super::Counter;
+use super::lock::HEARTBEAT_SECS;
+use super::{Counter, Held, HeldStart, LockLost};
 
 /// sshd allows 10 sessions per connection by default and frees closed ones lazily.
 const MAX_CHANNELS: usize = 4;
@@ -31,6 +32,7 @@ pub struct Ssh {
     handle: Handle<HostKeyCheck>,
     slots: Semaphore,
     count: Counter,
+    lock_lost: LockLost,
 }
 
 /// What the host-key check decided, kept so that a refused connection gets a clear error.
@@ -139,6 +141,7 @@ impl Ssh {
             handle,
             slots: Semaphore::new(MAX_CHANNELS),
             count: Counter::default(),
+            lock_lost: LockLost::default(),
         };
         ssh.login(user, &who).await?;
         Ok(ssh)
@@ -188,14 +191,23 @@ impl Ssh {
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
+        self.exec_streaming(command, stdin, &|_| {}).await
+    }
+
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<ExecOutput, RemoteError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
+        self.lock_lost.check()?;
         self.count.bump();
         let channel = self.open_channel().await?;
-        let lost = |e: russh::Error| RemoteError(format!("ssh connection lost: {}", describe(&e)));
         channel.exec(true, command).await.map_err(lost)?;
         // Send stdin while reading the answer: a command that fails half-way (a full disk
         // under `cat > file`) stops reading, the window never reopens, and a send that had
@@ -211,6 +223,7 @@ impl Ssh {
         let mut sending = true;
         let mut out = ExecOutput::default();
         let mut closed_cleanly = false;
+        let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());
         // data may still arrive after the exit status: read until the channel ends
         loop {
             let msg = tokio::select! {
@@ -226,8 +239,14 @@ impl Ssh {
             };
             let Some(msg) = msg else { break };
             match msg {
-                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::Data { data } => {
+                    out_lines.push(&data, on_line);
+                    out.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    err_lines.push(&data, on_line);
+                    out.stderr.extend_from_slice(&data);
+                }
                 ChannelMsg::ExitStatus { exit_status } => {
                     out.status = Some(exit_status);
                     closed_cleanly = true;
@@ -236,12 +255,81 @@ impl Ssh {
                 _ => {}
             }
         }
+        out_lines.flush(on_line);
+        err_lines.flush(on_line);
         if !closed_cleanly {
             return Err(RemoteError(
-                "ssh connection lost while a command ran".into(),
+                "ssh connection lost while the command ran".into(),
             ));
         }
         Ok(out)
+    }
+
+    /// Starts `command` and reads its stdout until `marker`; the command then keeps running,
+    /// fed a heartbeat line every [`HEARTBEAT_SECS`] s, until [`Held::release`] or the end
+    /// of the connection closes its stdin. A command that ends before the marker is answered
+    /// like [`Ssh::exec`].
+    pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
+        self.count.bump();
+        let channel = self.open_channel().await?;
+        channel.exec(true, command).await.map_err(lost)?;
+        let (mut reader, writer) = channel.split();
+        let mut out = ExecOutput::default();
+        let mut ended_cleanly = false;
+        while let Some(msg) = reader.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    out.stdout.extend_from_slice(&data);
+                    if ends_with(&out.stdout, marker) {
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let lock_lost = self.lock_lost.clone();
+                        let task = tokio::spawn(async move {
+                            let mut tick =
+                                tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
+                            tick.tick().await;
+                            tokio::pin!(stopped);
+                            loop {
+                                tokio::select! {
+                                    _ = tick.tick() => {
+                                        if writer.data(&b"\n"[..]).await.is_err() {
+                                            lock_lost.set();
+                                            return;
+                                        }
+                                    }
+                                    // the holder prints nothing more; this is the channel's end
+                                    msg = reader.wait() => if msg.is_none() {
+                                        lock_lost.set();
+                                        return;
+                                    },
+                                    _ = &mut stopped => break,
+                                }
+                            }
+                            // end of stdin ends the holder; wait for it, so that the lock is
+                            // free when this run reports that it is done
+                            let _ = writer.eof().await;
+                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                while reader.wait().await.is_some() {}
+                            })
+                            .await;
+                        });
+                        return Ok(HeldStart::Holding(out, Held { stop, task }));
+                    }
+                }
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    out.status = Some(exit_status);
+                    ended_cleanly = true;
+                }
+                ChannelMsg::ExitSignal { .. } => ended_cleanly = true,
+                _ => {}
+            }
+        }
+        if !ended_cleanly {
+            return Err(RemoteError(
+                "ssh connection lost while the command ran".into(),
+            ));
+        }
+        Ok(HeldStart::Ended(out))
     }
 
     async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, RemoteError> {
@@ -308,6 +396,14 @@ fn preferred_for(host: &str, port: u16, options: &SshOptions) -> russh::Preferre
     keys.extend(rest);
     preferred.key = keys.into();
     preferred
+}
+
+fn lost(e: russh::Error) -> RemoteError {
+    RemoteError(format!("ssh connection lost: {}", describe(&e)))
+}
+
+fn ends_with(data: &[u8], marker: &str) -> bool {
+    data.ends_with(marker.as_bytes())
 }
 
 fn describe(e: &russh::Error) -> String {
