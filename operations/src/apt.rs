@@ -19,6 +19,7 @@ const LOCK_WAIT_SECONDS: u32 = 600;
 pub(crate) const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Shell functions every apt script starts with (POSIX sh: Debian's dash has no pipefail).
+/// They own the script's EXIT trap: add cleanup to `$chatmail_at_exit`, never `trap`.
 /// - `chatmail_no_daemon_starts`: policy-rc.d answers 101 until the script exits, so an
 ///   unconfigured service never grabs a port; the state's service resources start them later.
 /// - `chatmail_apt_update`: waits for the lists lock, fails on any list that did not download,
@@ -37,7 +38,10 @@ chatmail_no_daemon_starts() {{
   fi
 }}
 chatmail_apt_log=$(mktemp /tmp/chatmail-apt.XXXXXX)
-trap '[ -z "$chatmail_created_policy" ] || rm -f {POLICY_RC_D}; rm -f "$chatmail_apt_log" "$chatmail_apt_log.rc"' EXIT
+# the script's one EXIT trap (another `trap ... EXIT` would replace it): scripts put their
+# own cleanup into $chatmail_at_exit and temp files next to $chatmail_apt_log
+chatmail_at_exit=
+trap 'eval "$chatmail_at_exit"; [ -z "$chatmail_created_policy" ] || rm -f {POLICY_RC_D}; rm -f "$chatmail_apt_log" "$chatmail_apt_log".*' EXIT
 # runs "$@" with its output on stderr and in $chatmail_apt_log; returns its status
 chatmail_logged() {{
   {{ "$@"; echo $? > "$chatmail_apt_log.rc"; }} 2>&1 | tee "$chatmail_apt_log" >&2
@@ -115,6 +119,20 @@ mod tests {
             assert!(out.status.success(), "{script}");
         }
         assert!(install(&["nginx".into()]).ends_with("chatmail_apt_install nginx"));
+    }
+
+    /// The one EXIT trap runs the script's own cleanup and removes the temp files.
+    #[test]
+    fn the_exit_trap_runs_the_scripts_cleanup_and_removes_temp_files() {
+        let out = sh(&format!(
+            "{}echo \"$chatmail_apt_log\"; touch \"$chatmail_apt_log.x\"; chatmail_at_exit='echo cleaned'",
+            functions()
+        ));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (log, rest) = stdout.split_once('\n').unwrap();
+        assert_eq!(rest, "cleaned\n");
+        assert!(!std::path::Path::new(log).exists());
+        assert!(!std::path::Path::new(&format!("{log}.x")).exists());
     }
 
     /// The status of the logged command comes through the pipe to tee, which dash cannot

@@ -232,7 +232,7 @@ impl DovecotDebs {
             r#"set -e
 {apt}arch=$(dpkg --print-architecture)
 {pins}
-errors=$(mktemp); trap 'rm -f "$errors"' EXIT
+errors=$chatmail_apt_log.curl
 debs=
 for p in {packages}; do
   sha=$(pin $p)
@@ -248,12 +248,17 @@ for p in {packages}; do
   mv -f "$f.tmp" "$f"
 done
 chatmail_no_daemon_starts
+# apt must never replace it with Debian's, not even while fixing the dependencies below
+# (where Debian's Dovecot is newer, --fix-broken would install it first); the pin also tells
+# `status` that chatmail's build runs, so it goes again if the install fails
+printf 'Package: dovecot-*\nPin: version *\nPin-Priority: -1\n' > /etc/apt/preferences.d/pin-dovecot
+installed=
+chatmail_at_exit='[ -n "$installed" ] || rm -f /etc/apt/preferences.d/pin-dovecot'
 dpkg --force-confdef --force-confold -i $debs >/dev/null 2>&1 || true
 chatmail_apt_fresh
 chatmail_apt_get --fix-broken install
 dpkg --force-confdef --force-confold -i $debs
-# apt must never replace it with Debian's
-printf 'Package: dovecot-*\nPin: version *\nPin-Priority: -1\n' > /etc/apt/preferences.d/pin-dovecot
+installed=1
 "#,
             apt = operations::apt::functions(),
             pins = self.pin_function(),
@@ -290,7 +295,8 @@ pub fn add(debs: &DovecotDebs, s: &mut State) {
         description: "dovecot: install Debian's Dovecot (chatmail's build cannot be downloaded)"
             .into(),
         script: format!(
-            "set -e\n{}chatmail_no_daemon_starts\nchatmail_apt_fresh\nchatmail_apt_install dovecot-core dovecot-imapd dovecot-lmtpd",
+            // a pin left from an earlier chatmail build would forbid Debian's packages
+            "set -e\n{}chatmail_no_daemon_starts\nrm -f /etc/apt/preferences.d/pin-dovecot\nchatmail_apt_fresh\nchatmail_apt_install dovecot-core dovecot-imapd dovecot-lmtpd",
             operations::apt::functions()
         ),
         guard: Guard::OnlyIf(format!(
