@@ -129,7 +129,10 @@ pub async fn deploy_with(
             return Err(e);
         }
     };
-    let result = plan_and_apply(&remote, &printer, &target, plan_args, &facts, state_for).await;
+    let result = plan_and_apply(
+        &remote, &printer, &target, plan_args, query, &facts, state_for,
+    )
+    .await;
     // the lock goes before the connection, so that it is free when this run says it is done
     lock.release().await;
     let commands = remote.exec_count();
@@ -172,12 +175,13 @@ async fn plan_and_apply(
     printer: &Printer,
     target: &Target,
     plan_args: &PlanArgs,
+    query: &facts::Query,
     facts: &facts::HostFacts,
     state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
 ) -> anyhow::Result<ExitCode> {
-    let state = &state_for(facts)?;
+    let mut state = state_for(facts)?;
     let resources = state.resources.len();
-    let mut plan = operations::plan(state, facts)?;
+    let mut plan = operations::plan(&state, facts)?;
     if plan_args.dry_run {
         within(FACTS_BOUND, "reading the files the plan changes", async {
             Ok(operations::fetch_old_contents(remote, &mut plan).await?)
@@ -223,8 +227,11 @@ async fn plan_and_apply(
             break;
         }
         printer.status("gathering facts after package changes");
-        let facts = gather(remote, state).await?;
-        plan = operations::plan(state, &facts)?;
+        let facts = gather(remote, query, &state).await?;
+        // the state may follow from facts the packages just changed (a tool the Dovecot
+        // choice needs, say): made again, as a later run would make it
+        state = state_for(&facts)?;
+        plan = operations::plan(&state, &facts)?;
         if round == MAX_ROUNDS && !plan.is_empty() {
             bail!(
                 "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
@@ -236,8 +243,8 @@ async fn plan_and_apply(
     // another name, a command whose guard stays false. Exit 0 means it matches now.
     if !applied.is_empty() {
         printer.status("checking the host against the desired state");
-        let facts = gather(remote, state).await?;
-        let left = operations::plan(state, &facts)?;
+        let facts = gather(remote, query, &state).await?;
+        let left = operations::plan(&state_for(&facts)?, &facts)?;
         warnings = left.warnings.clone();
         if !left.changes.is_empty() {
             bail!(
@@ -264,9 +271,16 @@ async fn plan_and_apply(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn gather(remote: &Host, state: &State) -> anyhow::Result<facts::HostFacts> {
+/// The facts `query` and the state's own query ask for.
+async fn gather(
+    remote: &Host,
+    query: &facts::Query,
+    state: &State,
+) -> anyhow::Result<facts::HostFacts> {
+    let mut all = query.clone();
+    all.merge(&state.query());
     within(FACTS_BOUND, "gathering facts", async {
-        Ok(state.query().gather(remote).await?)
+        Ok(all.gather(remote).await?)
     })
     .await
 }

@@ -56,6 +56,20 @@ impl HostFacts {
 }
 
 impl Query {
+    /// Also asks everything `other` asks.
+    pub fn merge(&mut self, other: &Query) {
+        self.packages.extend(other.packages.iter().cloned());
+        self.paths.extend(other.paths.iter().cloned());
+        self.users.extend(other.users.iter().cloned());
+        self.groups.extend(other.groups.iter().cloned());
+        self.units.extend(other.units.iter().cloned());
+        self.checks
+            .extend(other.checks.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.reads.extend(other.reads.iter().cloned());
+        self.outputs
+            .extend(other.outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
     /// The script; `token` makes the section markers impossible to collide with output.
     pub fn script(&self, token: &str) -> String {
         let mut s = String::from("export LC_ALL=C\n");
