@@ -248,17 +248,13 @@ for p in {packages}; do
   mv -f "$f.tmp" "$f"
 done
 chatmail_no_daemon_starts
-# apt must never replace it with Debian's, not even while fixing the dependencies below
-# (where Debian's Dovecot is newer, --fix-broken would install it first); the pin also tells
-# `status` that chatmail's build runs, so it goes again if the install fails
-printf 'Package: dovecot-*\nPin: version *\nPin-Priority: -1\n' > /etc/apt/preferences.d/pin-dovecot
-installed=
-chatmail_at_exit='[ -n "$installed" ] || rm -f /etc/apt/preferences.d/pin-dovecot'
 dpkg --force-confdef --force-confold -i $debs >/dev/null 2>&1 || true
 chatmail_apt_fresh
 chatmail_apt_get --fix-broken install
 dpkg --force-confdef --force-confold -i $debs
-installed=1
+# apt must never replace it with Debian's (written only now: with the pin in place,
+# --fix-broken above left the set unconfigured on Debian 12, measured)
+printf 'Package: dovecot-*\nPin: version *\nPin-Priority: -1\n' > /etc/apt/preferences.d/pin-dovecot
 "#,
             apt = operations::apt::functions(),
             pins = self.pin_function(),
