@@ -45,6 +45,14 @@ fn ports(c: &Config) -> Vec<(u16, &'static [&'static str])> {
 const LISTENERS: &str = "preflight: listeners";
 const NO_SS: &str = "@no-ss";
 
+/// `ss -Hltnp`, or the same lines from /proc where minimal images lack iproute2 (a fresh
+/// test host has no `ss`): listening sockets from /proc/net/tcp{,6}, programs by socket inode.
+const LISTENERS_SCRIPT: &str = r#"if command -v ss >/dev/null; then ss -Hltnp; else
+for f in /proc/net/tcp /proc/net/tcp6; do [ -r $f ] && awk 'NR>1 && $4=="0A" {print $2, $10}' $f; done |
+while read -r local inode; do port=$((0x${local##*:})); prog=
+for p in /proc/[0-9]*; do if ls -l $p/fd 2>/dev/null | grep -q "socket:\[$inode\]"; then prog=$(printf '(("%s",pid=%s,fd=0))' "$(cat $p/comm)" "${p#/proc/}"); break; fi; done
+echo "LISTEN 0 0 *:$port *:* users:$prog"; done; fi"#;
+
 /// Adds the host-side checks to the facts query.
 pub fn extend_query(config: &Config, q: &mut Query) {
     if let Some(addr) = config.mtail_address.as_deref().filter(|a| !is_loopback(a)) {
@@ -56,8 +64,10 @@ pub fn extend_query(config: &Config, q: &mut Query) {
             ),
         );
     }
-    q.outputs
-        .insert(LISTENERS.into(), format!("ss -Hltnp || echo {NO_SS}"));
+    q.outputs.insert(
+        LISTENERS.into(),
+        format!("{{ {LISTENERS_SCRIPT}; }} || echo {NO_SS}"),
+    );
 }
 
 /// One listening socket: its port and the programs holding it (`(name, pid)`; empty when
@@ -218,7 +228,7 @@ mod tests {
         let mut q = Query::default();
         extend_query(&c, &mut q);
         assert!(q.checks[MTAIL_CHECK].contains("' 10.77.0.99/'"));
-        assert!(q.outputs[LISTENERS].starts_with("ss -Hltnp"));
+        assert!(q.outputs[LISTENERS].contains("ss -Hltnp"));
         let mut facts = HostFacts::default();
         facts.checks.insert(MTAIL_CHECK.into(), false);
         let err = check(&c, &facts).unwrap_err().to_string();
@@ -239,6 +249,25 @@ mod tests {
         );
         facts.outputs.insert(LISTENERS.into(), format!("{NO_SS}\n"));
         assert!(check(&c, &facts).is_ok(), "no ss, no judgement");
+    }
+
+    /// The /proc fallback's lines parse like ss's (run here, where ss exists too).
+    #[test]
+    fn the_proc_fallback_lists_listeners_in_ss_format() {
+        let fallback = LISTENERS_SCRIPT.replacen("command -v ss >/dev/null", "false", 1);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&fallback)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.is_empty());
+        assert_eq!(parse_listeners(&text).len(), text.lines().count(), "{text}");
     }
 
     /// Captured on a deployed test relay (Debian 12, systemd-nspawn), shortened.
