@@ -129,6 +129,25 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     }
     h.sh("rm /etc/os-release && mv /root/os-release.link /etc/os-release");
 
+    // pre-flight: a program squatting on 443 is named before any change, in a container too
+    // the socket must be kept in a variable: a discarded IO::Socket is closed at once
+    h.sh("systemd-run --unit squatter perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => 443, Listen => 5, ReuseAddr => 1) or die; sleep 3600'");
+    // listening on 443 (01BB, state 0A) before the deploy starts
+    h.sh("for i in $(seq 50); do grep -q ':01BB [0-9A-F:]* 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.1; done; exit 1");
+    let pid = h.sh("systemctl show -p MainPID --value squatter.service");
+    let before = h.fingerprint();
+    let squatted = relay.deploy(&[]);
+    assert_eq!(squatted.code, 1, "{}", squatted.stderr);
+    assert_eq!(
+        squatted.one_error_line(),
+        format!(
+            "error: port 443 is held by perl (pid {}); the relay needs it for nginx: stop perl or move it to another port",
+            pid.trim()
+        )
+    );
+    assert_eq!(h.fingerprint(), before, "a squatter: the host changed");
+    h.sh("systemctl stop squatter.service");
+
     let first = relay.deploy(&[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert!(first.last_line().starts_with("summary: "));
