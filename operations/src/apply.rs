@@ -180,7 +180,7 @@ pub async fn apply<R: Remote>(
             continue;
         }
         rest = &rest[1..];
-        if change.uses_systemd && reload_due {
+        if change.uses_systemd() && reload_due {
             if let Some(reload) = daemon_reload {
                 reporter.change_started(reload);
                 execute(remote, reload, reporter, options).await?;
@@ -259,10 +259,10 @@ async fn execute<R: Remote>(
 ) -> Result<(), Error> {
     let limit = options.limit(step::deadline(
         change.kind,
-        &change.script,
+        change.runs_apt(),
         change.stdin.len(),
     ));
-    let script = step::prepared(change.kind, &change.script);
+    let script = step::prepared(change.runs_apt(), &change.script);
     let out = step::run(
         remote,
         &script,

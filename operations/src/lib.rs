@@ -20,7 +20,7 @@ mod templates;
 
 pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents, stale_temp_cleanup};
 pub use error::Error;
-pub use plan::{Change, ChangeKind, Plan, plan};
+pub use plan::{Action, Change, ChangeKind, Plan, plan};
 pub use report::{NullReporter, Reporter};
 pub use resource::{
     Command, Directory, Download, File, Group, Guard, Notify, PROTECTED_TREES, Package, Removed,

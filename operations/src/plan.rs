@@ -28,10 +28,66 @@ pub enum ChangeKind {
     Reload,
 }
 
+/// What a change does on the host, as data: handlers are ordered from this and a step's
+/// deadline and lock waits follow from it, never from the text of its script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    InstallPackages,
+    RemovePackages,
+    /// Sends new content and puts it in place.
+    Write,
+    SetAttributes,
+    MakeDirectory,
+    Link,
+    Delete,
+    AddGroup,
+    AddUser,
+    ModifyUser,
+    Mask,
+    Unmask,
+    Enable,
+    Disable,
+    Start,
+    Stop,
+    /// The host fetches a pinned file itself.
+    Fetch,
+    /// A command of the state, run as written.
+    Run,
+    /// The command runs apt or dpkg (declared by the command).
+    RunsApt,
+    /// The command asks systemd to act on units (declared by the command).
+    UsesSystemd,
+    DaemonReload,
+    Restart,
+    Reload,
+}
+
+impl Action {
+    /// Asks systemd about units, which must have read changed unit files first.
+    fn talks_to_systemd(self) -> bool {
+        use Action::*;
+        matches!(
+            self,
+            Mask | Unmask
+                | Enable
+                | Disable
+                | Start
+                | Stop
+                | UsesSystemd
+                | DaemonReload
+                | Restart
+                | Reload
+        )
+    }
+}
+
 /// One step of a plan: what it does, in words, and the command that does it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub kind: ChangeKind,
+    /// What it does, in order.
+    pub actions: Vec<Action>,
     /// The path, unit, package list or account the change is about.
     pub target: String,
     pub description: String,
@@ -46,9 +102,6 @@ pub struct Change {
     /// The file's new content, kept until the old one is fetched for the diff.
     #[serde(skip)]
     pub(crate) new_content: Option<Vec<u8>>,
-    /// Talks to systemd: a pending daemon-reload must run first.
-    #[serde(skip)]
-    pub(crate) uses_systemd: bool,
     #[serde(skip)]
     pub(crate) changes_unit_file: bool,
     /// How many resources of the state this change brings in line (one install covers many
@@ -61,9 +114,31 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(kind: ChangeKind, target: &str, description: String, script: String) -> Self {
+    /// Talks to systemd: a pending daemon-reload must run first.
+    pub fn uses_systemd(&self) -> bool {
+        self.actions.iter().any(|a| a.talks_to_systemd())
+    }
+
+    /// Runs apt or dpkg: waits for apt's locks first and gets apt's deadline.
+    pub fn runs_apt(&self) -> bool {
+        self.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::InstallPackages | Action::RemovePackages | Action::RunsApt
+            )
+        })
+    }
+
+    fn new(
+        kind: ChangeKind,
+        actions: Vec<Action>,
+        target: &str,
+        description: String,
+        script: String,
+    ) -> Self {
         Change {
             kind,
+            actions,
             target: target.to_string(),
             description,
             diff: None,
@@ -71,7 +146,6 @@ impl Change {
             stdin: Vec::new(),
             notify: Vec::new(),
             new_content: None,
-            uses_systemd: false,
             changes_unit_file: false,
             covers: 1,
             keeps_previous: false,
@@ -166,7 +240,18 @@ pub fn plan(state: &State, facts: &HostFacts) -> Result<Plan, Error> {
                         apt::remove(list)
                     };
                     let desc = format!("packages: {verb} {}", list.join(" "));
-                    let mut c = Change::new(ChangeKind::Packages, &list.join(" "), desc, script);
+                    let action = if pkg.present {
+                        Action::InstallPackages
+                    } else {
+                        Action::RemovePackages
+                    };
+                    let mut c = Change::new(
+                        ChangeKind::Packages,
+                        vec![action],
+                        &list.join(" "),
+                        desc,
+                        script,
+                    );
                     c.covers = state
                         .resources
                         .iter()
@@ -250,7 +335,7 @@ fn handlers(state: &State, changes: &[Change], on_host: &Pending) -> Pending {
     let started_at: BTreeMap<&str, usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.kind == ChangeKind::Service && c.script.contains("systemctl start"))
+        .filter(|(_, c)| c.actions.contains(&Action::Start))
         .map(|(i, c)| (c.target.as_str(), i))
         .collect();
     pending.notify.retain(|n| {
@@ -280,18 +365,18 @@ fn handler_changes(
     if pending.daemon_reload {
         let mut c = Change::new(
             ChangeKind::DaemonReload,
+            vec![Action::DaemonReload],
             "systemd",
             format!("systemd: daemon-reload{}", why(on_host.daemon_reload)),
             "systemctl daemon-reload".into(),
         );
-        c.uses_systemd = true;
         c.covers = 0;
         out.push(c);
     }
     for n in pending.effective() {
-        let (kind, verb) = match &n {
-            Notify::Restart(_) => (ChangeKind::Restart, "restart"),
-            Notify::Reload(_) => (ChangeKind::Reload, "reload-or-restart"),
+        let (kind, action, verb) = match &n {
+            Notify::Restart(_) => (ChangeKind::Restart, Action::Restart, "restart"),
+            Notify::Reload(_) => (ChangeKind::Reload, Action::Reload, "reload-or-restart"),
         };
         let word = if kind == ChangeKind::Restart {
             "restart"
@@ -300,6 +385,7 @@ fn handler_changes(
         };
         let mut c = Change::new(
             kind,
+            vec![action],
             n.unit(),
             format!(
                 "service {}: {word}{}",
@@ -313,7 +399,6 @@ fn handler_changes(
                 None => script::systemctl(verb, n.unit()),
             },
         );
-        c.uses_systemd = true;
         c.covers = 0;
         out.push(c);
     }
@@ -412,7 +497,11 @@ impl Planner<'_> {
             } else {
                 format!("set -e\n{}\n{write}", keep.join("\n"))
             };
-            let mut c = Change::new(ChangeKind::File, &f.path, description, script);
+            let mut actions = vec![Action::Write];
+            if have.is_some_and(|h| attribute_drift(h, &f.owner, &f.group, f.mode).is_some()) {
+                actions.push(Action::SetAttributes);
+            }
+            let mut c = Change::new(ChangeKind::File, actions, &f.path, description, script);
             c.keeps_previous = !keep.is_empty();
             c.stdin = f.content.clone();
             if have.is_none() {
@@ -425,6 +514,7 @@ impl Planner<'_> {
         } else {
             Change::new(
                 ChangeKind::File,
+                vec![Action::SetAttributes],
                 &f.path,
                 description,
                 script::attributes(&facts::shell::quote(&f.path), &f.owner, &f.group, f.mode),
@@ -455,8 +545,14 @@ impl Planner<'_> {
                 }
             },
         };
+        let action = if self.facts.paths.contains_key(&d.path) {
+            Action::SetAttributes
+        } else {
+            Action::MakeDirectory
+        };
         self.push(Change::new(
             ChangeKind::Directory,
+            vec![action],
             &d.path,
             description,
             script::directory(&d.path, &d.owner, &d.group, d.mode),
@@ -489,6 +585,7 @@ impl Planner<'_> {
         };
         let mut c = Change::new(
             ChangeKind::Symlink,
+            vec![Action::Link],
             &s.path,
             description,
             script::symlink(&s.path, &s.target),
@@ -516,6 +613,7 @@ impl Planner<'_> {
                 };
                 let mut c = Change::new(
                     ChangeKind::Remove,
+                    vec![Action::Delete],
                     &r.path,
                     format!("{what} {}: remove", r.path),
                     script::remove(&r.path),
@@ -543,6 +641,7 @@ impl Planner<'_> {
         };
         self.push(Change::new(
             ChangeKind::Remove,
+            vec![Action::Delete],
             &r.path,
             format!("{what} {}: remove with everything in it", r.path),
             format!("rm -rf -- {}", facts::shell::quote(&r.path)),
@@ -559,6 +658,7 @@ impl Planner<'_> {
         let kind = if g.system { "system group" } else { "group" };
         self.push(Change::new(
             ChangeKind::Group,
+            vec![Action::AddGroup],
             &g.name,
             format!("{kind} {}: create", g.name),
             script::group_add(&g.name, g.system),
@@ -624,8 +724,14 @@ impl Planner<'_> {
         }
         let kind = if u.system { "system user" } else { "user" };
         let script = format!("set -e; {}", script.trim_end_matches("; "));
+        let action = if self.facts.users.contains_key(&u.name) {
+            Action::ModifyUser
+        } else {
+            Action::AddUser
+        };
         self.push(Change::new(
             ChangeKind::User,
+            vec![action],
             &u.name,
             format!("{kind} {}: {}", u.name, what.join(", ")),
             script,
@@ -634,26 +740,26 @@ impl Planner<'_> {
 
     fn service(&mut self, s: &Service) {
         let unit = self.facts.units.get(&s.unit).cloned().unwrap_or_default();
-        let mut steps: Vec<&str> = Vec::new();
+        let mut steps: Vec<Action> = Vec::new();
         if s.masked {
             if !unit.is_masked() {
-                steps.push("mask");
+                steps.push(Action::Mask);
             }
             if unit.is_active() {
-                steps.push("stop");
+                steps.push(Action::Stop);
             }
         } else {
             if unit.is_masked() {
-                steps.push("unmask");
+                steps.push(Action::Unmask);
             }
             match s.enabled {
-                Some(true) if !unit.is_enabled() || unit.is_masked() => steps.push("enable"),
-                Some(false) if unit.unit_file_state == "enabled" => steps.push("disable"),
+                Some(true) if !unit.is_enabled() || unit.is_masked() => steps.push(Action::Enable),
+                Some(false) if unit.unit_file_state == "enabled" => steps.push(Action::Disable),
                 _ => {}
             }
             match s.running {
-                Some(true) if !unit.is_active() => steps.push("start"),
-                Some(false) if unit.is_active() => steps.push("stop"),
+                Some(true) if !unit.is_active() => steps.push(Action::Start),
+                Some(false) if unit.is_active() => steps.push(Action::Stop),
                 _ => {}
             }
         }
@@ -674,18 +780,19 @@ impl Planner<'_> {
         } else {
             "was not installed".to_string()
         };
-        let script = steps
+        let verbs: Vec<&str> = steps.iter().map(|a| systemctl_verb(*a)).collect();
+        let script = verbs
             .iter()
             .map(|v| script::systemctl(v, &s.unit))
             .collect::<Vec<_>>()
             .join(" && ");
-        let mut c = Change::new(
+        let c = Change::new(
             ChangeKind::Service,
+            steps,
             &s.unit,
-            format!("service {}: {} ({was})", s.unit, steps.join(", ")),
+            format!("service {}: {} ({was})", s.unit, verbs.join(", ")),
             script,
         );
-        c.uses_systemd = true;
         self.push(c);
     }
 
@@ -703,6 +810,7 @@ impl Planner<'_> {
                     None => self.unchanged += 1,
                     Some(drift) => self.push(Change::new(
                         ChangeKind::Download,
+                        vec![Action::SetAttributes],
                         &d.path,
                         format!("file {}: {drift}", d.path),
                         script::attributes(
@@ -733,6 +841,7 @@ impl Planner<'_> {
                 }
                 let mut c = Change::new(
                     ChangeKind::Download,
+                    vec![Action::Write],
                     &d.path,
                     format!(
                         "file {}: {verb} from local {} (sha256 {})",
@@ -747,6 +856,7 @@ impl Planner<'_> {
             }
             None => Change::new(
                 ChangeKind::Download,
+                vec![Action::Fetch],
                 &d.path,
                 format!(
                     "file {}: {verb} from {} (sha256 {})",
@@ -773,15 +883,35 @@ impl Planner<'_> {
             self.unchanged += 1;
             return;
         }
+        let mut actions = vec![Action::Run];
+        if c.runs_apt {
+            actions.push(Action::RunsApt);
+        }
+        if c.uses_systemd {
+            actions.push(Action::UsesSystemd);
+        }
         let mut change = Change::new(
             ChangeKind::Command,
+            actions,
             &c.description,
             c.description.clone(),
             c.script.clone(),
         );
         change.notify = c.notify.clone();
-        change.uses_systemd = c.script.contains("systemctl");
         self.push(change);
+    }
+}
+
+/// The `systemctl` verb of a unit action.
+fn systemctl_verb(action: Action) -> &'static str {
+    match action {
+        Action::Mask => "mask",
+        Action::Unmask => "unmask",
+        Action::Enable => "enable",
+        Action::Disable => "disable",
+        Action::Start => "start",
+        Action::Stop => "stop",
+        other => unreachable!("{other:?} is not a unit action"),
     }
 }
 

@@ -273,6 +273,38 @@ pub struct Command {
     pub script: String,
     pub guard: Guard,
     pub notify: Vec<Notify>,
+    /// Runs apt or dpkg: the step waits for apt's locks and gets apt's deadline.
+    pub runs_apt: bool,
+    /// Asks systemd to act on units: a pending daemon-reload runs before it.
+    pub uses_systemd: bool,
+}
+
+impl Command {
+    pub fn new(description: impl Into<String>, script: impl Into<String>, guard: Guard) -> Self {
+        Command {
+            description: description.into(),
+            script: script.into(),
+            guard,
+            notify: Vec::new(),
+            runs_apt: false,
+            uses_systemd: false,
+        }
+    }
+
+    pub fn restarts(mut self, unit: &str) -> Self {
+        self.notify.push(Notify::Restart(unit.into()));
+        self
+    }
+
+    pub fn runs_apt(mut self) -> Self {
+        self.runs_apt = true;
+        self
+    }
+
+    pub fn uses_systemd(mut self) -> Self {
+        self.uses_systemd = true;
+        self
+    }
 }
 
 /// One element of a desired state.

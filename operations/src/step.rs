@@ -28,14 +28,14 @@ const SLOWEST_UPLOAD: u64 = 100_000;
 ///   each, and a checked restart may restart twice);
 /// - a file: 60 s plus its upload at [`SLOWEST_UPLOAD`];
 /// - accounts, directories, links, removals and bookkeeping: 60 s.
-pub fn deadline(kind: ChangeKind, script: &str, upload: usize) -> Duration {
+pub fn deadline(kind: ChangeKind, runs_apt: bool, upload: usize) -> Duration {
     let mins = |m: u64| Duration::from_secs(m * 60);
     match kind {
         ChangeKind::Packages => mins(40),
-        ChangeKind::Command if runs_apt(script) => mins(40),
+        ChangeKind::Command if runs_apt => mins(40),
         ChangeKind::Command => mins(15),
         // a download from the operator's machine is an upload as well
-        ChangeKind::Download => mins(10).max(deadline(ChangeKind::File, script, upload)),
+        ChangeKind::Download => mins(10).max(deadline(ChangeKind::File, false, upload)),
         ChangeKind::Service | ChangeKind::Restart | ChangeKind::Reload => mins(5),
         ChangeKind::DaemonReload => mins(1),
         ChangeKind::File => Duration::from_secs(60 + upload as u64 / SLOWEST_UPLOAD),
@@ -49,10 +49,6 @@ pub fn deadline(kind: ChangeKind, script: &str, upload: usize) -> Duration {
 
 /// The bound of a step that is no change (recording pending restarts, reading old files).
 pub const BOOKKEEPING: Duration = Duration::from_secs(60);
-
-fn runs_apt(script: &str) -> bool {
-    script.contains("apt-get") || script.contains("dpkg -i") || script.contains("dpkg --")
-}
 
 /// The locks apt and dpkg take, in the order apt takes them.
 const APT_LOCKS: &str = "/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock";
@@ -86,8 +82,8 @@ if [ "$apt_waited" -gt 0 ]; then echo "apt's lock is free after ${{apt_waited}} 
 }
 
 /// The script as it is sent: a step that runs apt first waits for apt's locks, out loud.
-pub fn prepared(kind: ChangeKind, script: &str) -> String {
-    if kind == ChangeKind::Packages || (kind == ChangeKind::Command && runs_apt(script)) {
+pub fn prepared(runs_apt: bool, script: &str) -> String {
+    if runs_apt {
         format!("{}\n{script}", apt_lock_wait())
     } else {
         script.to_string()
@@ -231,29 +227,32 @@ mod tests {
 
     #[test]
     fn deadlines_scale_with_kind_and_size() {
-        assert_eq!(deadline(ChangeKind::File, "", 0), Duration::from_secs(60));
         assert_eq!(
-            deadline(ChangeKind::File, "", 50_000_000),
+            deadline(ChangeKind::File, false, 0),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            deadline(ChangeKind::File, false, 50_000_000),
             Duration::from_secs(560)
         );
         assert_eq!(
-            deadline(ChangeKind::Packages, "", 0),
+            deadline(ChangeKind::Packages, true, 0),
             Duration::from_secs(2400)
         );
         assert_eq!(
-            deadline(ChangeKind::Command, "apt-get -y install x", 0),
+            deadline(ChangeKind::Command, true, 0),
             Duration::from_secs(2400)
         );
         assert_eq!(
-            deadline(ChangeKind::Command, "true", 0),
+            deadline(ChangeKind::Command, false, 0),
             Duration::from_secs(900)
         );
     }
 
     #[test]
     fn only_apt_steps_wait_for_apts_lock() {
-        assert!(prepared(ChangeKind::Packages, "apt-get install x").contains("/proc/locks"));
-        assert_eq!(prepared(ChangeKind::File, "cat > f"), "cat > f");
+        assert!(prepared(true, "apt-get install x").contains("/proc/locks"));
+        assert_eq!(prepared(false, "cat > f"), "cat > f");
     }
 
     /// The wait runs in a real shell: with no apt lock held it is silent and goes on.

@@ -42,12 +42,14 @@ impl Component for Dovecot {
                 .restarts(DOVECOT),
         );
         // saves a stat of /etc/localtime per time call in every Dovecot process
-        s.add(Command {
-            description: "/etc/environment: add TZ=:/etc/localtime".into(),
-            script: "echo 'TZ=:/etc/localtime' >> /etc/environment".into(),
-            guard: Guard::Unless("grep -qx 'TZ=:/etc/localtime' /etc/environment".into()),
-            notify: vec![operations::Notify::Restart(DOVECOT.into())],
-        });
+        s.add(
+            Command::new(
+                "/etc/environment: add TZ=:/etc/localtime",
+                "echo 'TZ=:/etc/localtime' >> /etc/environment",
+                Guard::Unless("grep -qx 'TZ=:/etc/localtime' /etc/environment".into()),
+            )
+            .restarts(DOVECOT),
+        );
         Ok(())
     }
 

@@ -277,29 +277,32 @@ fn url_file(file: &str) -> String {
 pub fn add(debs: &DovecotDebs, s: &mut State) {
     let installed = debs.installed_check();
     let fetchable = debs.fetchable_check();
-    s.add(Command {
-        description: format!(
-            "dovecot: install chatmail's build {} from {}",
-            debs.version,
-            debs.urls.join(" or ")
-        ),
-        script: debs.install_script(),
-        guard: Guard::OnlyIf(debs.install_guard()),
-        notify: vec![],
-    });
-    s.add(Command {
-        description: "dovecot: install Debian's Dovecot (chatmail's build cannot be downloaded)"
-            .into(),
-        script: format!(
-            // a pin left from an earlier chatmail build would forbid Debian's packages
-            "set -e\n{}chatmail_no_daemon_starts\nrm -f /etc/apt/preferences.d/pin-dovecot\nchatmail_apt_fresh\nchatmail_apt_install dovecot-core dovecot-imapd dovecot-lmtpd",
-            operations::apt::functions()
-        ),
-        guard: Guard::OnlyIf(format!(
-            "! dpkg-query -W -f='${{Status}}' dovecot-core 2>/dev/null | grep -q 'ok installed' && ! {{ {fetchable}; }}"
-        )),
-        notify: vec![],
-    });
+    s.add(
+        Command::new(
+            format!(
+                "dovecot: install chatmail's build {} from {}",
+                debs.version,
+                debs.urls.join(" or ")
+            ),
+            debs.install_script(),
+            Guard::OnlyIf(debs.install_guard()),
+        )
+        .runs_apt(),
+    );
+    s.add(
+        Command::new(
+            "dovecot: install Debian's Dovecot (chatmail's build cannot be downloaded)",
+            format!(
+                // a pin left from an earlier chatmail build would forbid Debian's packages
+                "set -e\n{}chatmail_no_daemon_starts\nrm -f /etc/apt/preferences.d/pin-dovecot\nchatmail_apt_fresh\nchatmail_apt_install dovecot-core dovecot-imapd dovecot-lmtpd",
+                operations::apt::functions()
+            ),
+            Guard::OnlyIf(format!(
+                "! dpkg-query -W -f='${{Status}}' dovecot-core 2>/dev/null | grep -q 'ok installed' && ! {{ {fetchable}; }}"
+            )),
+        )
+        .runs_apt(),
+    );
     s.warning(
         &format!("! {{ {installed}; }} && ! {{ {fetchable}; }}"),
         &format!(

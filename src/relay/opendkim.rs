@@ -54,17 +54,19 @@ impl Component for OpenDkim {
                 .owner("opendkim", "opendkim")
                 .mode(0o750),
         );
-        s.add(Command {
-            description: format!("DKIM key for {d}: generate on the host"),
-            script: format!(
-                "set -e; su -s /bin/sh opendkim -c {}",
-                facts::shell::quote(&format!(
-                    "/usr/sbin/opendkim-genkey -D /etc/dkimkeys -d {d} -s opendkim"
-                ))
-            ),
-            guard: Guard::Creates(PRIVATE_KEY.into()),
-            notify: vec![operations::Notify::Restart(OPENDKIM.into())],
-        });
+        s.add(
+            Command::new(
+                format!("DKIM key for {d}: generate on the host"),
+                format!(
+                    "set -e; su -s /bin/sh opendkim -c {}",
+                    facts::shell::quote(&format!(
+                        "/usr/sbin/opendkim-genkey -D /etc/dkimkeys -d {d} -s opendkim"
+                    ))
+                ),
+                Guard::Creates(PRIVATE_KEY.into()),
+            )
+            .restarts(OPENDKIM),
+        );
         s.file(
             relay
                 .file(

@@ -374,3 +374,27 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
 }
 
 mod golden;
+
+/// A command declares what it does (the engine orders and bounds steps from that, never from
+/// script text): each relay command that runs apt/dpkg or systemctl says so.
+#[test]
+fn every_relay_command_declares_apt_and_systemd() {
+    for ini in [
+        "[params]\nmail_domain = chat.example.org\nacme_email = admin@example.org\n",
+        "[params]\nmail_domain = _relay-a.test\n",
+        "[params]\nmail_domain = chat.example.org\ntls_external_cert_and_key = /etc/my/cert.pem /etc/my/key.pem\n",
+    ] {
+        for r in state_with(ini, false).resources {
+            if let Resource::Command(c) = r {
+                let apt = c.script.contains("apt-get") || c.script.contains("dpkg ");
+                assert_eq!(c.runs_apt, apt, "{}: runs_apt", c.description);
+                assert_eq!(
+                    c.uses_systemd,
+                    c.script.contains("systemctl"),
+                    "{}: uses_systemd",
+                    c.description
+                );
+            }
+        }
+    }
+}

@@ -49,23 +49,21 @@ impl Component for Tls {
                         "subjectAltName=DNS:{d},DNS:www.{d},DNS:mta-sts.{d}"
                     )),
                 );
-                s.add(Command {
-                    description: format!("self-signed certificate for {d}: generate"),
+                s.add(Command::new(
+                    format!("self-signed certificate for {d}: generate"),
                     script,
-                    guard: Guard::Creates(c.tls_cert_path.clone()),
-                    notify: vec![],
-                });
+                    Guard::Creates(c.tls_cert_path.clone()),
+                ));
             }
             TlsMode::External => {
                 let (cert, key) = (quote(&c.tls_cert_path), quote(&c.tls_key_path));
-                s.add(Command {
-                    description: "external certificate: missing on the server".into(),
-                    script: format!(
+                s.add(Command::new(
+                    "external certificate: missing on the server",
+                    format!(
                         "for f in {cert} {key}; do [ -e \"$f\" ] || echo \"External TLS file not found on server: $f\" >&2; done; exit 1"
                     ),
-                    guard: Guard::Unless(format!("test -e {cert} && test -e {key}")),
-                    notify: vec![],
-                });
+                    Guard::Unless(format!("test -e {cert} && test -e {key}")),
+                ));
                 s.file(relay.file(
                     "/etc/systemd/system/tls-cert-reload.path",
                     "tls/tls-cert-reload.path.j2",
@@ -108,12 +106,11 @@ impl Component for Tls {
                 s.service(Service::stopped("acmetool-reconcile.service"));
                 s.service(Service::running("acmetool-reconcile.timer"));
                 let d = &relay.config.mail_domain_bare;
-                s.add(Command {
-                    description: format!("certificate for {d}: request with acmetool"),
-                    script: "acmetool --batch reconcile".into(),
-                    guard: Guard::Creates(relay.config.tls_cert_path.clone()),
-                    notify: vec![],
-                });
+                s.add(Command::new(
+                    format!("certificate for {d}: request with acmetool"),
+                    "acmetool --batch reconcile",
+                    Guard::Creates(relay.config.tls_cert_path.clone()),
+                ));
             }
             TlsMode::SelfSigned => {}
         }

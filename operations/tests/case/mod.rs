@@ -130,6 +130,10 @@ pub enum Item {
         only_if: Option<String>,
         #[serde(default)]
         restarts: Vec<String>,
+        #[serde(default)]
+        runs_apt: bool,
+        #[serde(default)]
+        uses_systemd: bool,
     },
     ConfigCheck {
         unit: String,
@@ -284,6 +288,8 @@ impl Case {
                     unless,
                     only_if,
                     restarts,
+                    runs_apt,
+                    uses_systemd,
                 } => {
                     let guard = match (creates, unless, only_if) {
                         (Some(p), None, None) => Guard::Creates(p.clone()),
@@ -291,12 +297,11 @@ impl Case {
                         (None, None, Some(c)) => Guard::OnlyIf(c.clone()),
                         _ => panic!("command {description:?}: exactly one guard"),
                     };
-                    s.add(Command {
-                        description: description.clone(),
-                        script: script.clone(),
-                        guard,
-                        notify: notify(restarts, &[]),
-                    });
+                    let mut c = Command::new(description.clone(), script.clone(), guard);
+                    c.notify = notify(restarts, &[]);
+                    c.runs_apt = *runs_apt;
+                    c.uses_systemd = *uses_systemd;
+                    s.add(c);
                 }
                 Item::ConfigCheck { unit, command } => {
                     s.config_check(unit, command);
