@@ -103,13 +103,16 @@ impl Ssh {
         let (target, jumps) = route.split_last().context("no host to connect to")?;
         let mut handles: Vec<Handle<HostKeyCheck>> = Vec::new();
         for hop in jumps {
-            let via = handles.last();
-            let handle = connect_hop(hop, via, options).await.map_err(|e| {
-                anyhow!("jump host {} ({}:{}): {e:#}", hop.name, hop.host, hop.port)
-            })?;
-            handles.push(handle);
+            let who = user_host_port(&hop.user, &hop.host, hop.port);
+            let label = if hop.name == who {
+                format!("jump host {who}")
+            } else {
+                format!("jump host {} ({who})", hop.name)
+            };
+            handles.push(connect_hop(hop, &label, handles.last(), options).await?);
         }
-        let handle = connect_hop(target, handles.last(), options)
+        let who = user_host_port(&target.user, &target.host, target.port);
+        let handle = connect_hop(target, &who, handles.last(), options)
             .await
             .map_err(|e| match jumps.last() {
                 Some(j) => anyhow!("{e:#} (through jump host {})", j.name),
@@ -304,13 +307,13 @@ impl Ssh {
 }
 
 /// Opens the SSH session of `hop`, over TCP or, with `via`, over a direct-tcpip channel of
-/// the jump host before it; checks its host key and logs in.
+/// the jump host before it; checks its host key and logs in. `who` names it in errors.
 async fn connect_hop(
     hop: &Hop,
+    who: &str,
     via: Option<&Handle<HostKeyCheck>>,
     options: &SshOptions,
 ) -> anyhow::Result<Handle<HostKeyCheck>> {
-    let who = user_host_port(&hop.user, &hop.host, hop.port);
     let verdict = Arc::new(Mutex::new(None));
     let handler = HostKeyCheck {
         host: hop.host.clone(),
@@ -362,7 +365,7 @@ async fn connect_hop(
             });
         }
     };
-    login(&mut handle, hop, &who).await?;
+    login(&mut handle, hop, who).await?;
     Ok(handle)
 }
 
