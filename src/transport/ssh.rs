@@ -453,17 +453,17 @@ async fn login(handle: &mut Handle<HostKeyCheck>, hop: &Hop, who: &str) -> anyho
             return Ok(());
         }
     }
-    if !hop.keys.only {
-        if let Some(agent) = &mut agent {
-            let named: Vec<_> = files.iter().filter_map(|f| f.public.as_ref()).collect();
-            for key in in_agent
-                .iter()
-                .filter(|k| !named.iter().any(|n| n.key_data() == k.key_data()))
-            {
-                tried += 1;
-                if by_agent(handle, &hop.user, key, agent).await? {
-                    return Ok(());
-                }
+    if !hop.keys.only
+        && let Some(agent) = &mut agent
+    {
+        let named: Vec<_> = files.iter().filter_map(|f| f.public.as_ref()).collect();
+        for key in in_agent
+            .iter()
+            .filter(|k| !named.iter().any(|n| n.key_data() == k.key_data()))
+        {
+            tried += 1;
+            if by_agent(handle, &hop.user, key, agent).await? {
+                return Ok(());
             }
         }
     }

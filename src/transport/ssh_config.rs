@@ -423,11 +423,11 @@ pub fn expand_path(value: &str, t: &Tokens) -> anyhow::Result<PathBuf> {
     };
     let mut out = String::new();
     let mut rest = value;
-    if let Some(r) = value.strip_prefix('~') {
-        if r.is_empty() || r.starts_with('/') {
-            out.push_str(&home()?);
-            rest = r;
-        }
+    if let Some(r) = value.strip_prefix('~')
+        && (r.is_empty() || r.starts_with('/'))
+    {
+        out.push_str(&home()?);
+        rest = r;
     }
     let mut chars = rest.chars();
     while let Some(c) = chars.next() {
