@@ -12,7 +12,7 @@ use facts::{ExecOutput, Remote, RemoteError};
 
 pub use local::Local;
 pub use ssh::{Ssh, SshOptions};
-pub use target::Target;
+pub use target::{Hop, Keys, Target};
 
 /// The connected host, whichever way it is reached.
 pub enum Host {
@@ -24,9 +24,7 @@ impl Host {
     pub async fn connect(target: &Target, options: &SshOptions) -> anyhow::Result<Host> {
         Ok(match target {
             Target::Local => Host::Local(Local::default()),
-            Target::Ssh { user, host, port } => {
-                Host::Ssh(Ssh::connect(user, host, *port, options).await?)
-            }
+            Target::Ssh { .. } => Host::Ssh(Ssh::connect(&target.route(), options).await?),
         })
     }
 

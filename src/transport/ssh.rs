@@ -1,7 +1,8 @@
-//! SSH with russh: one connection per run, root login with keys from ssh-agent, strict
-//! host-key checking against known_hosts, at most 4 channels in flight.
+//! SSH with russh: one connection per run (through ProxyJump hosts if the ssh config says
+//! so), login with keys from ssh-agent or IdentityFile, strict host-key checking against
+//! known_hosts on every hop, at most 4 channels in flight.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,11 +11,14 @@ use facts::{ExecOutput, LineSplitter, RemoteError};
 use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{PublicKeyOrCertificate, known_hosts};
+use russh::keys::{
+    PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, known_hosts,
+};
 use russh::{ChannelMsg, Disconnect};
 use tokio::sync::Semaphore;
 
 use super::lock::HEARTBEAT_SECS;
+use super::target::{Hop, user_host_port};
 use super::{Counter, Held, HeldStart, LockLost};
 
 /// sshd allows 10 sessions per connection by default and frees closed ones lazily.
@@ -30,6 +34,8 @@ pub struct SshOptions {
 
 pub struct Ssh {
     handle: Handle<HostKeyCheck>,
+    /// the jump hosts' connections carry this one: dropped after it (field order)
+    jumps: Vec<Handle<HostKeyCheck>>,
     slots: Semaphore,
     count: Counter,
     lock_lost: LockLost,
@@ -90,100 +96,35 @@ impl client::Handler for HostKeyCheck {
 }
 
 impl Ssh {
-    pub async fn connect(
-        user: &str,
-        host: &str,
-        port: u16,
-        options: &SshOptions,
-    ) -> anyhow::Result<Ssh> {
-        let who = if port == 22 {
-            format!("{user}@{host}")
-        } else {
-            format!("{user}@{host}:{port}")
-        };
-        let verdict = Arc::new(Mutex::new(None));
-        let handler = HostKeyCheck {
-            host: host.to_string(),
-            port,
-            options: options.clone(),
-            verdict: verdict.clone(),
-        };
-        let config = Arc::new(client::Config {
-            nodelay: true,
-            inactivity_timeout: None,
-            keepalive_interval: Some(Duration::from_secs(15)),
-            preferred: preferred_for(host, port, options),
-            ..client::Config::default()
-        });
-        let connecting = client::connect(config, (host, port), handler);
-        let handle = match tokio::time::timeout(options.connect_timeout, connecting).await {
-            Err(_) => bail!(
-                "cannot connect to {who}: no answer within {} s",
-                options.connect_timeout.as_secs()
-            ),
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                let v = verdict.lock().unwrap().clone();
-                return Err(match v {
-                    Some(Verdict::Changed(at)) => anyhow!(
-                        "host key of {host} has CHANGED (known key at {at}): refusing to connect; if the server was reinstalled, remove that line"
-                    ),
-                    Some(Verdict::Unknown(fp)) => anyhow!(
-                        "host key of {host} is not known ({fp}) in {}: check it, then rerun with --accept-new-host-key",
-                        options.known_hosts.display()
-                    ),
-                    Some(Verdict::Failed(why)) => anyhow!("cannot connect to {who}: {why}"),
-                    _ => anyhow!("cannot connect to {who}: {}", describe(&e)),
-                });
-            }
-        };
-        let mut ssh = Ssh {
+    /// Connects to the last hop of `route` through the ones before it (ProxyJump): each
+    /// later hop is an SSH session inside a direct-tcpip channel of the one before, with
+    /// its own host-key check and login.
+    pub async fn connect(route: &[Hop], options: &SshOptions) -> anyhow::Result<Ssh> {
+        let (target, jumps) = route.split_last().context("no host to connect to")?;
+        let mut handles: Vec<Handle<HostKeyCheck>> = Vec::new();
+        for hop in jumps {
+            let who = user_host_port(&hop.user, &hop.host, hop.port);
+            let label = if hop.name == who {
+                format!("jump host {who}")
+            } else {
+                format!("jump host {} ({who})", hop.name)
+            };
+            handles.push(connect_hop(hop, &label, handles.last(), options).await?);
+        }
+        let who = user_host_port(&target.user, &target.host, target.port);
+        let handle = connect_hop(target, &who, handles.last(), options)
+            .await
+            .map_err(|e| match jumps.last() {
+                Some(j) => anyhow!("{e:#} (through jump host {})", j.name),
+                None => e,
+            })?;
+        Ok(Ssh {
             handle,
+            jumps: handles,
             slots: Semaphore::new(MAX_CHANNELS),
             count: Counter::default(),
             lock_lost: LockLost::default(),
-        };
-        ssh.login(user, &who).await?;
-        Ok(ssh)
-    }
-
-    async fn login(&mut self, user: &str, who: &str) -> anyhow::Result<()> {
-        if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-            bail!(
-                "cannot log in to {who}: no ssh-agent (SSH_AUTH_SOCK is not set); start one and add your key with ssh-add"
-            );
-        }
-        let mut agent = AgentClient::connect_env()
-            .await
-            .with_context(|| format!("cannot log in to {who}: cannot reach the ssh-agent"))?;
-        let identities = agent
-            .request_identities()
-            .await
-            .with_context(|| format!("cannot log in to {who}: the ssh-agent does not answer"))?;
-        if identities.is_empty() {
-            bail!("cannot log in to {who}: the ssh-agent holds no keys (add one with ssh-add)");
-        }
-        for identity in &identities {
-            let AgentIdentity::PublicKey { key, .. } = identity else {
-                continue;
-            };
-            let hash = if key.algorithm().is_rsa() {
-                self.handle.best_supported_rsa_hash().await?.flatten()
-            } else {
-                None
-            };
-            let result = self
-                .handle
-                .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
-                .await;
-            if matches!(result, Ok(r) if r.success()) {
-                return Ok(());
-            }
-        }
-        bail!(
-            "cannot log in to {who}: permission denied for all {} key(s) in the ssh-agent",
-            identities.len()
-        )
+        })
     }
 
     pub fn exec_count(&self) -> usize {
@@ -359,7 +300,218 @@ impl Ssh {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        for jump in self.jumps.iter().rev() {
+            let _ = jump.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
     }
+}
+
+/// Opens the SSH session of `hop`, over TCP or, with `via`, over a direct-tcpip channel of
+/// the jump host before it; checks its host key and logs in. `who` names it in errors.
+async fn connect_hop(
+    hop: &Hop,
+    who: &str,
+    via: Option<&Handle<HostKeyCheck>>,
+    options: &SshOptions,
+) -> anyhow::Result<Handle<HostKeyCheck>> {
+    let verdict = Arc::new(Mutex::new(None));
+    let handler = HostKeyCheck {
+        host: hop.host.clone(),
+        port: hop.port,
+        options: options.clone(),
+        verdict: verdict.clone(),
+    };
+    let config = Arc::new(client::Config {
+        nodelay: true,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        preferred: preferred_for(&hop.host, hop.port, options),
+        ..client::Config::default()
+    });
+    let connecting = async {
+        match via {
+            None => client::connect(config, (hop.host.as_str(), hop.port), handler).await,
+            Some(jump) => {
+                let channel = jump
+                    .channel_open_direct_tcpip(hop.host.as_str(), hop.port.into(), "127.0.0.1", 0)
+                    .await?;
+                client::connect_stream(config, channel.into_stream(), handler).await
+            }
+        }
+    };
+    let mut handle = match tokio::time::timeout(options.connect_timeout, connecting).await {
+        Err(_) => bail!(
+            "cannot connect to {who}: no answer within {} s",
+            options.connect_timeout.as_secs()
+        ),
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let v = verdict.lock().unwrap().clone();
+            let host = &hop.host;
+            return Err(match v {
+                Some(Verdict::Changed(at)) => anyhow!(
+                    "host key of {host} has CHANGED (known key at {at}): refusing to connect; if the server was reinstalled, remove that line"
+                ),
+                Some(Verdict::Unknown(fp)) => anyhow!(
+                    "host key of {host} is not known ({fp}) in {}: check it, then rerun with --accept-new-host-key",
+                    options.known_hosts.display()
+                ),
+                Some(Verdict::Failed(why)) => anyhow!("cannot connect to {who}: {why}"),
+                _ if via.is_some() && matches!(e, russh::Error::ChannelOpenFailure(_)) => anyhow!(
+                    "cannot connect to {who}: the jump host could not open a connection to it ({})",
+                    describe(&e)
+                ),
+                _ => anyhow!("cannot connect to {who}: {}", describe(&e)),
+            });
+        }
+    };
+    login(&mut handle, hop, who).await?;
+    Ok(handle)
+}
+
+/// A key from IdentityFile: its public half (from the private file, or `.pub` beside it),
+/// and the private key if it can be used without a passphrase.
+struct IdentityFile {
+    path: PathBuf,
+    public: Option<PublicKey>,
+    private: Option<PrivateKey>,
+}
+
+impl IdentityFile {
+    fn load(path: &Path) -> IdentityFile {
+        let private = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| PrivateKey::from_openssh(t).ok());
+        let public = match &private {
+            Some(k) => Some(k.public_key().clone()),
+            None => russh::keys::load_public_key(pub_path(path)).ok(),
+        };
+        IdentityFile {
+            path: path.to_path_buf(),
+            public,
+            private: private.filter(|k| !k.is_encrypted()),
+        }
+    }
+}
+
+fn pub_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// Logs in as OpenSSH does: first the keys IdentityFile names (from the agent when it holds
+/// them, else from the file if it has no passphrase), then, unless IdentitiesOnly, the
+/// agent's other keys.
+async fn login(handle: &mut Handle<HostKeyCheck>, hop: &Hop, who: &str) -> anyhow::Result<()> {
+    let files: Vec<IdentityFile> = hop
+        .keys
+        .files
+        .iter()
+        .map(|p| IdentityFile::load(p))
+        .collect();
+    let agent_sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+    let mut agent = None;
+    let mut in_agent = Vec::new();
+    if agent_sock.is_some() {
+        let mut client = AgentClient::connect_env()
+            .await
+            .with_context(|| format!("cannot log in to {who}: cannot reach the ssh-agent"))?;
+        in_agent = client
+            .request_identities()
+            .await
+            .with_context(|| format!("cannot log in to {who}: the ssh-agent does not answer"))?
+            .into_iter()
+            .filter_map(|i| match i {
+                AgentIdentity::PublicKey { key, .. } => Some(key),
+                _ => None,
+            })
+            .collect();
+        agent = Some(client);
+    }
+    let mut tried = 0;
+    for file in &files {
+        let held = file
+            .public
+            .as_ref()
+            .and_then(|p| in_agent.iter().find(|k| k.key_data() == p.key_data()));
+        let ok = match (held, &mut agent, &file.private) {
+            (Some(key), Some(agent), _) => {
+                tried += 1;
+                by_agent(handle, &hop.user, key, agent).await?
+            }
+            (_, _, Some(private)) => {
+                tried += 1;
+                let hash = rsa_hash(handle, private.algorithm().is_rsa()).await?;
+                let key = PrivateKeyWithHashAlg::new(Arc::new(private.clone()), hash);
+                let r = handle.authenticate_publickey(&hop.user, key).await;
+                matches!(r, Ok(r) if r.success())
+            }
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+    }
+    if !hop.keys.only
+        && let Some(agent) = &mut agent
+    {
+        let named: Vec<_> = files.iter().filter_map(|f| f.public.as_ref()).collect();
+        for key in in_agent
+            .iter()
+            .filter(|k| !named.iter().any(|n| n.key_data() == k.key_data()))
+        {
+            tried += 1;
+            if by_agent(handle, &hop.user, key, agent).await? {
+                return Ok(());
+            }
+        }
+    }
+    if tried > 0 {
+        bail!("cannot log in to {who}: permission denied for all {tried} key(s) tried");
+    }
+    if let Some(f) = files.iter().find(|f| f.public.is_none()) {
+        bail!(
+            "cannot log in to {who}: cannot read the key {}",
+            f.path.display()
+        );
+    }
+    if hop.keys.only && !files.is_empty() {
+        bail!(
+            "cannot log in to {who}: IdentitiesOnly: the key {} is not in the ssh-agent and has a passphrase",
+            files[0].path.display()
+        );
+    }
+    if agent.is_none() {
+        bail!(
+            "cannot log in to {who}: no ssh-agent (SSH_AUTH_SOCK is not set); start one and add your key with ssh-add"
+        );
+    }
+    bail!("cannot log in to {who}: the ssh-agent holds no keys (add one with ssh-add)")
+}
+
+async fn by_agent(
+    handle: &mut Handle<HostKeyCheck>,
+    user: &str,
+    key: &PublicKey,
+    agent: &mut AgentClient<tokio::net::UnixStream>,
+) -> anyhow::Result<bool> {
+    let hash = rsa_hash(handle, key.algorithm().is_rsa()).await?;
+    let r = handle
+        .authenticate_publickey_with(user, key.clone(), hash, agent)
+        .await;
+    Ok(matches!(r, Ok(r) if r.success()))
+}
+
+async fn rsa_hash(
+    handle: &Handle<HostKeyCheck>,
+    is_rsa: bool,
+) -> anyhow::Result<Option<russh::keys::HashAlg>> {
+    Ok(if is_rsa {
+        handle.best_supported_rsa_hash().await?.flatten()
+    } else {
+        None
+    })
 }
 
 /// Prefers the host-key algorithms known_hosts already holds for this host, so that a host

@@ -104,6 +104,23 @@ impl TestHost {
             .expect("run ssh")
     }
 
+    /// Runs a shell command inside the host without ssh (`nsexec`): works when a firewall
+    /// on the host keeps this machine's ssh out. Panics if it fails.
+    pub fn nsexec(&self, command: &str) -> String {
+        let out = Command::new("bash")
+            .arg(scripts().join("nsexec"))
+            .args([self.name.as_str(), "sh", "-c", command])
+            .output()
+            .expect("run nsexec");
+        assert!(
+            out.status.success(),
+            "in {}: {command}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A fingerprint of everything a deploy could touch: packages, files under the managed
     /// trees (path, size, mode, owner, mtime), accounts and unit states. Left out: what
     /// changes on its own (ssh login sessions, the example's heartbeat file).
