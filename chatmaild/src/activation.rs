@@ -93,6 +93,7 @@ impl Passed {
         self.take(|fd| {
             // SAFETY: the fd was passed to this process and is not used elsewhere; if it
             // is not the one wanted, ownership goes back to `fds` via into_raw_fd.
+            #[allow(unsafe_code)]
             let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
             if listener.local_addr().ok() == Some(addr) {
                 Ok(listener)
@@ -106,6 +107,7 @@ impl Passed {
     pub fn take_unix(&mut self, path: &Path) -> Option<(std::os::unix::net::UnixListener, String)> {
         self.take(|fd| {
             // SAFETY: as in take_tcp.
+            #[allow(unsafe_code)]
             let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
             let bound = listener.local_addr().ok();
             if bound.as_ref().and_then(|a| a.as_pathname()) == Some(path) {

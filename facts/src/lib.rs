@@ -4,6 +4,9 @@
 //! into a single script ([`Query::script`]) so that everything the planner needs arrives in
 //! one remote command; [`Query::parse`] splits the output back into typed [`HostFacts`].
 
+// a library reports through its caller (errors, the Reporter), never on the terminal
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod accounts;
 mod batch;
 mod error;

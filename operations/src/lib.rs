@@ -5,6 +5,9 @@
 //! ordered list of changes with the exact commands, descriptions and file diffs. The dry run
 //! prints the plan; [`apply`] runs exactly that plan, then the restart handlers.
 
+// a library reports through its caller (errors, the Reporter), never on the terminal
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod apply;
 pub mod apt;
 mod diff;
