@@ -372,3 +372,5 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
         .unwrap();
     assert_eq!((socket.enabled, socket.running), (Some(true), None));
 }
+
+mod golden;
