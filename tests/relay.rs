@@ -116,7 +116,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         assert_eq!(refused.code, 1, "{}", refused.stderr);
         assert!(
             refused.one_error_line().contains(&format!(
-                "the host runs Debian GNU/Linux {version} (VERSION_ID=\"{version}\"): relays are deployed on Debian 12 only"
+                "the host runs Debian GNU/Linux {version} (VERSION_ID=\"{version}\"): relays are deployed on Debian 12, 13 only"
             )),
             "{}",
             refused.stderr

@@ -1,7 +1,8 @@
 //! SMTP: submission for the relay's users, MX for the world, filtermail in between.
 
-use operations::{Service, State};
+use operations::{Removed, Service, State};
 
+use super::release::Release;
 use super::{Component, Relay};
 
 const POSTFIX: &str = "postfix.service";
@@ -31,12 +32,16 @@ impl Component for Postfix {
                 "postfix/smtp_tls_policy_map",
             ),
             ("/etc/postfix/login_map", "postfix/login_map"),
-            (
-                "/etc/systemd/system/postfix@.service.d/10_restart.conf",
-                "postfix/10_restart.conf",
-            ),
+            (relay.release.postfix_dropin(), "postfix/10_restart.conf"),
         ] {
             s.file(relay.file(path, template)?.restarts(POSTFIX));
+        }
+        // a host upgraded from 12 keeps the drop-in that does nothing on 13
+        if relay.release == Release::Trixie {
+            s.add(Removed {
+                path: Release::Bookworm.postfix_dropin().into(),
+                notify: vec![],
+            });
         }
         Ok(())
     }

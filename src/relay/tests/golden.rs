@@ -70,8 +70,8 @@ fn debian_12_relays_render_as_before() {
             std::fs::write(&path, &now).unwrap();
             continue;
         }
-        let before = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let before =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if before != now {
             differ.push(*name);
         }
