@@ -1,6 +1,6 @@
 //! SMTP: submission for the relay's users, MX for the world, filtermail in between.
 
-use operations::{Removed, Service, State};
+use operations::{Command, Guard, Removed, Service, State};
 
 use super::release::Release;
 use super::{Component, Relay};
@@ -36,8 +36,16 @@ impl Component for Postfix {
         ] {
             s.file(relay.file(path, template)?.restarts(POSTFIX));
         }
-        // a host upgraded from 12 keeps the drop-in that does nothing on 13
         if relay.release == Release::Trixie {
+            // 13's package leaves the queue to the first start, and Dovecot, started
+            // first, puts its LMTP and auth sockets into private/ (12's postinst made it)
+            s.add(Command {
+                description: "postfix: create the queue directories".into(),
+                script: "postfix check".into(),
+                guard: Guard::Unless("test -d /var/spool/postfix/private".into()),
+                notify: vec![],
+            });
+            // a host upgraded from 12 keeps the drop-in that does nothing on 13
             s.add(Removed {
                 path: Release::Bookworm.postfix_dropin().into(),
                 notify: vec![],
