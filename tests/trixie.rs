@@ -1,0 +1,137 @@
+//! A relay on a Debian 13 (trixie) test host: Debian's Dovecot 2.4 with the Lua passdb and
+//! userdb asking doveauth, from the same chatmail.ini as on Debian 12.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::relay::{Relay, UNITS, chat_client, deploy_tool, push_endpoint};
+use common::{dns_set, enabled};
+
+const NAME: &str = "tx-relay";
+const DOMAIN: &str = "_tx-relay.test";
+
+#[test]
+fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
+    if !enabled("trixie_relay") {
+        return;
+    }
+    let relay = Relay::new_trixie(NAME, DOMAIN);
+    let h = &relay.host;
+    let addr = h.addr.clone();
+    assert_eq!(h.sh(". /etc/os-release; echo $VERSION_ID").trim(), "13");
+    let (push_url, pushes) = push_endpoint();
+    relay.append_ini(&format!("notification_url = {push_url}\n"));
+    dns_set(&[
+        &format!("{DOMAIN}. 60 IN A {addr}"),
+        &format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."),
+    ]);
+
+    let first = relay.deploy(&[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.last_line().starts_with("summary: "),
+        "{}",
+        first.stdout
+    );
+    let states = h.sh(&format!("systemctl is-active {} || true", UNITS.join(" ")));
+    for (unit, state) in UNITS.iter().zip(states.lines()) {
+        assert_eq!(state, "active", "{unit}");
+    }
+    assert_eq!(h.sh("systemctl --failed --no-legend --plain").trim(), "");
+
+    // Debian's 2.4 runs, never chatmail's 2.3 set (it breaks apt on 13)
+    let dovecot = h.sh("dpkg-query -W -f='${Version}' dovecot-core");
+    assert!(dovecot.starts_with("1:2.4."), "{dovecot}");
+    assert_eq!(
+        h.sh("ls /etc/apt/preferences.d/pin-dovecot 2>/dev/null || echo none")
+            .trim(),
+        "none"
+    );
+    // the restart drop-in where 13's postfix.service reads it
+    let postfix = h.sh("systemctl show -p DropInPaths -p Restart postfix.service");
+    assert!(
+        postfix.contains("/etc/systemd/system/postfix.service.d/10_restart.conf"),
+        "{postfix}"
+    );
+    assert!(postfix.contains("Restart=always"), "{postfix}");
+    // chatmail's capabilities are added to Dovecot's, not in their place
+    let caps = h.sh(
+        "printf 'a CAPABILITY\\r\\nb LOGOUT\\r\\n' | timeout 10 openssl s_client -quiet -connect 127.0.0.1:993 2>/dev/null",
+    );
+    for cap in ["IMAP4rev1", "IDLE", "XDELTAPUSH", "XCHATMAIL"] {
+        assert!(caps.contains(cap), "{cap} missing: {caps}");
+    }
+
+    // every check of the operator's test command
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))
+        .arg(deploy_tool())
+        .args([
+            "test",
+            "--insecure",
+            "--config",
+            relay.ini.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let summary = report.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("test: ") && !summary.contains("failed"),
+        "{summary}"
+    );
+
+    // the Delta Chat client: /new account, login-created account, encrypted both ways,
+    // cleartext refused, and the device token (METADATA) pushed on new mail
+    let results = chat_client(
+        &[DOMAIN, &addr, "--push-token", "trixie-device-token"],
+        &[&relay],
+    );
+    assert_eq!(results["encrypted_both_ways"], true, "{results}");
+    assert!(
+        results["cleartext"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 523"),
+        "{results}"
+    );
+    let bob = results["bob"].as_str().unwrap();
+    assert!(bob.starts_with("e2e"), "{bob} was not created by login");
+    let posted = pushes
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no push notification POST arrived");
+    assert_eq!(posted, "trixie-device-token");
+    // last_login through lastlogin: the password file's mtime is the login's day
+    let mtime: i64 = h
+        .sh(&format!(
+            "stat -c %Y /home/vmail/mail/{DOMAIN}/{bob}/password"
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(mtime % 86_400, 0, "mtime {mtime} is not a day start");
+    // failed logins (the test command tried one) do not log anvil or Lua errors
+    let errors = h.sh("journalctl -u dovecot -p warning -o cat --no-pager");
+    assert!(
+        !errors.contains("anvil") && !errors.to_lowercase().contains("lua"),
+        "{errors}"
+    );
+
+    let before = relay.main_pids(UNITS);
+    let second = relay.deploy(&[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.last_line().starts_with("summary: 0 changed"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(
+        relay.main_pids(UNITS),
+        before,
+        "a second run restarted a unit"
+    );
+}
