@@ -12,6 +12,28 @@ use common::{dns_set, enabled};
 const NAME: &str = "tx-relay";
 const DOMAIN: &str = "_tx-relay.test";
 
+/// Fills the mailbox of `$1` past 75 % of its 10M quota, through dovecot-lda as mail arrives:
+/// seven messages backdated by two days (quota-expire never takes mail younger than a day),
+/// then two fresh ones that cross the threshold. Prints the fill messages left and the
+/// quota's storage use in KiB.
+const QUOTA_FILL: &str = r#"set -e
+U=$1; D=/home/vmail/mail/${U#*@}/$U
+fill() {
+  { printf 'From: a@x\r\nTo: %s\r\nSubject: fill %s\r\nMessage-ID: <fill%s@x>\r\n\r\n' "$U" "$1" "$1"
+    head -c 750000 /dev/urandom | base64; } | /usr/lib/dovecot/dovecot-lda -d "$U"
+}
+is_fill() { zcat -f "$1" 2>/dev/null | grep -q "^Subject: fill $2"; }
+for i in 1 2 3 4 5 6 7; do fill "old$i"; done
+old=$(( $(date +%s) - 2 * 86400 ))
+for f in "$D"/new/* "$D"/cur/*; do
+  b=$(basename "$f")
+  is_fill "$f" old && mv "$f" "$(dirname "$f")/$old.${b#*.}"
+done
+for i in 1 2; do fill "new$i"; done
+n=0; for f in "$D"/new/* "$D"/cur/*; do is_fill "$f" && n=$((n + 1)); done
+echo "$n $(doveadm quota get -u "$U" | awk '$3 == "STORAGE" {print $4}')"
+"#;
+
 #[test]
 fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
     if !enabled("trixie_relay") {
@@ -22,7 +44,10 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
     let addr = h.addr.clone();
     assert_eq!(h.sh(". /etc/os-release; echo $VERSION_ID").trim(), "13");
     let (push_url, pushes) = push_endpoint();
-    relay.append_ini(&format!("notification_url = {push_url}\n"));
+    // a small quota, for the quota warning below
+    relay.append_ini(&format!(
+        "notification_url = {push_url}\nmax_mailbox_size = 10M\n"
+    ));
     dns_set(&[
         &format!("{DOMAIN}. 60 IN A {addr}"),
         &format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."),
@@ -114,8 +139,17 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
         .parse()
         .unwrap();
     assert_eq!(mtime % 86_400, 0, "mtime {mtime} is not a day start");
+    // the quota warning at 75 % runs quota-expire, which takes the oldest mail down to 70 %
+    let fill = h.sh(&format!("bash -s {bob} <<'EOF'\n{QUOTA_FILL}EOF"));
+    let (left, kib) = fill.trim().split_once(' ').unwrap();
+    let (left, kib): (u32, u64) = (left.parse().unwrap(), kib.parse().unwrap());
+    assert!(left < 9 && kib <= 7 * 1024, "after the fill: {fill}");
+    let log =
+        h.sh("journalctl -u dovecot -o cat --no-pager | grep 'quota-expire: removed' || true");
+    assert!(log.contains(bob), "{log}");
     // failed logins (the test command tried one) do not log anvil or Lua errors
-    let errors = h.sh("journalctl -u dovecot -p warning -o cat --no-pager");
+    let errors =
+        h.sh("journalctl -u dovecot -p warning -o cat --no-pager | grep -v quota-expire || true");
     assert!(
         !errors.contains("anvil") && !errors.to_lowercase().contains("lua"),
         "{errors}"

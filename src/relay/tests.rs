@@ -51,6 +51,16 @@ fn state_with(ini: &str, website_only: bool) -> operations::State {
 }
 
 fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
+    state_on(ini, website_only, skip, release::Release::Bookworm)
+}
+
+/// The relay's desired state for a host of Debian `release`.
+fn state_on(
+    ini: &str,
+    website_only: bool,
+    skip: &[&str],
+    release: release::Release,
+) -> operations::State {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -74,7 +84,8 @@ fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::
         ini.as_bytes().to_vec(),
         options,
     )
-    .unwrap();
+    .unwrap()
+    .with_release(release);
     let state = desired_state(&relay).unwrap();
     state.validate().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -374,3 +385,4 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
 }
 
 mod golden;
+mod trixie;
