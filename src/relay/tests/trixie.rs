@@ -28,7 +28,8 @@ fn trixie(ini: &str) -> (BTreeMap<String, String>, Vec<String>, Vec<String>) {
 
 #[test]
 fn debian_13_gets_dovecot_24_with_lua_auth_and_no_chatmail_build() {
-    let (f, packages, commands) = trixie("[params]\nmail_domain = chat.example.org\nacme_email = a@example.org\n");
+    let (f, packages, commands) =
+        trixie("[params]\nmail_domain = chat.example.org\nacme_email = a@example.org\n");
     super::every_template_is_used(&f);
     let conf = &f["/etc/dovecot/dovecot.conf"];
     assert!(
@@ -37,6 +38,8 @@ fn debian_13_gets_dovecot_24_with_lua_auth_and_no_chatmail_build() {
     );
     assert!(conf.contains("passdb lua {\n  lua_file = /etc/dovecot/auth.lua\n"));
     assert!(conf.contains("  XDELTAPUSH = yes\n  XCHATMAIL = yes\n"));
+    // 2.4's imap offers COMPRESS by default: off unless chatmail.ini asks for it
+    assert!(conf.contains("  \"COMPRESS=DEFLATE\" = no\n"));
     assert!(conf.contains("mail_path = /home/vmail/mail/chat.example.org/%{user}\n"));
     assert!(conf.contains("args = 350 /home/vmail/mail/chat.example.org/%{user}\n"));
     // 2.3's variables stay literal in 2.4: none may be left
@@ -47,7 +50,14 @@ fn debian_13_gets_dovecot_24_with_lua_auth_and_no_chatmail_build() {
     assert!(!f.contains_key("/etc/dovecot/auth.conf"));
     assert!(f.contains_key("/etc/systemd/system/postfix.service.d/10_restart.conf"));
     assert!(!f.contains_key("/etc/systemd/system/postfix@.service.d/10_restart.conf"));
-    for p in ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-auth-lua", "lua-socket", "lua-cjson"] {
+    for p in [
+        "dovecot-core",
+        "dovecot-imapd",
+        "dovecot-lmtpd",
+        "dovecot-auth-lua",
+        "lua-socket",
+        "lua-cjson",
+    ] {
         assert!(packages.iter().any(|n| n == p), "{p} not installed");
     }
     assert!(
@@ -67,5 +77,10 @@ fn every_dovecot_24_option_renders() {
         super::every_template_is_used(&f);
         let conf = &f["/etc/dovecot/dovecot.conf"];
         assert!(conf.starts_with("dovecot_config_version"), "{ini}");
+        assert_eq!(
+            conf.contains("COMPRESS=DEFLATE"),
+            !ini.contains("imap_compress = true"),
+            "{ini}"
+        );
     }
 }
