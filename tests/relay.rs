@@ -5,7 +5,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::relay::{Relay, UNITS, chat_client, deploy_tool, push_endpoint};
+use common::relay::{Relay, UNITS, chat_client, chat_client_with_push, deploy_tool, push_endpoint};
 use common::{enabled, known_hosts, run};
 
 /// IMAP login with curl over TLS (the certificate is self-signed).
@@ -394,32 +394,7 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     ]);
     assert_eq!(relay.deploy(&[]).code, 0);
 
-    let results = chat_client(
-        &[
-            "_relay-e2e.test",
-            &addr,
-            "--push-token",
-            "test-device-token-42",
-        ],
-        &[&relay],
-    );
-    assert_eq!(results["encrypted_both_ways"], true);
-    assert!(
-        results["cleartext"]
-            .as_str()
-            .unwrap()
-            .starts_with("refused 523"),
-        "{results}"
-    );
-    // bob's device token went to the notification endpoint when alice's message arrived
-    let posted = pushes
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("no push notification POST arrived");
-    assert_eq!(posted, "test-device-token-42");
-    assert!(
-        results["bob"].as_str().unwrap().starts_with("e2e"),
-        "the chosen address was created by login"
-    );
+    chat_client_with_push(&relay, "_relay-e2e.test", &pushes, "test-device-token-42");
 }
 
 #[test]

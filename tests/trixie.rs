@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::relay::{Relay, UNITS, chat_client, deploy_tool, push_endpoint};
+use common::relay::{Relay, UNITS, chat_client_with_push, push_endpoint};
 use common::{dns_set, enabled};
 
 const NAME: &str = "tx-relay";
@@ -90,20 +87,8 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
     }
 
     // every check of the operator's test command
-    let out = Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))
-        .arg(deploy_tool())
-        .args([
-            "test",
-            "--insecure",
-            "--config",
-            relay.ini.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{report}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{report}");
+    let (code, report) = relay.operator_test();
+    assert_eq!(code, Some(0), "{report}");
     let summary = report.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with("test: ") && !summary.contains("failed"),
@@ -112,24 +97,8 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
 
     // the Delta Chat client: /new account, login-created account, encrypted both ways,
     // cleartext refused, and the device token (METADATA) pushed on new mail
-    let results = chat_client(
-        &[DOMAIN, &addr, "--push-token", "trixie-device-token"],
-        &[&relay],
-    );
-    assert_eq!(results["encrypted_both_ways"], true, "{results}");
-    assert!(
-        results["cleartext"]
-            .as_str()
-            .unwrap()
-            .starts_with("refused 523"),
-        "{results}"
-    );
-    let bob = results["bob"].as_str().unwrap();
-    assert!(bob.starts_with("e2e"), "{bob} was not created by login");
-    let posted = pushes
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("no push notification POST arrived");
-    assert_eq!(posted, "trixie-device-token");
+    let bob = chat_client_with_push(&relay, DOMAIN, &pushes, "trixie-device-token");
+    let bob = bob.as_str();
     // last_login through lastlogin: the password file's mtime is the login's day
     let mtime: i64 = h
         .sh(&format!(

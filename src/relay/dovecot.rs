@@ -7,7 +7,7 @@ use super::{Component, Relay};
 const DOVECOT: &str = "dovecot.service";
 
 /// Debian 13's Dovecot 2.4 and what the Lua passdb/userdb (auth.lua) needs.
-const DEBIAN_24_PACKAGES: &[&str] = &[
+pub(super) const DEBIAN_24_PACKAGES: &[&str] = &[
     "dovecot-core",
     "dovecot-imapd",
     "dovecot-lmtpd",

@@ -214,3 +214,48 @@ pub fn chat_client(args: &[&str], relays: &[&Relay]) -> serde_json::Value {
     }
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
+
+/// The Delta Chat client's run on one relay with a push endpoint: an account by /new and one
+/// created by login, encrypted both ways, cleartext refused, and bob's device token posted to
+/// the endpoint when alice's message arrived. Returns the login-created address.
+pub fn chat_client_with_push(
+    relay: &Relay,
+    domain: &str,
+    pushes: &std::sync::mpsc::Receiver<String>,
+    token: &str,
+) -> String {
+    let results = chat_client(&[domain, &relay.host.addr, "--push-token", token], &[relay]);
+    assert_eq!(results["encrypted_both_ways"], true, "{results}");
+    assert!(
+        results["cleartext"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 523"),
+        "{results}"
+    );
+    let posted = pushes
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no push notification POST arrived");
+    assert_eq!(posted, token);
+    let bob = results["bob"].as_str().unwrap().to_string();
+    assert!(
+        bob.starts_with("e2e"),
+        "{bob}: not the address chosen at login"
+    );
+    bob
+}
+
+impl Relay {
+    /// `chatmail-deploy test --insecure` through the test DNS: (exit code, stdout).
+    pub fn operator_test(&self) -> (Option<i32>, String) {
+        let out = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))
+            .arg(deploy_tool())
+            .args(["test", "--insecure", "--config", self.ini.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), stdout)
+    }
+}
