@@ -55,6 +55,12 @@ impl Component for Postfix {
     }
 
     fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        if relay.release == Release::Trixie {
+            // 12's postfix.service only started the instance postfix@-, which keeps running
+            // through a dist-upgrade; 13's postfix.service is the daemon itself and cannot
+            // (re)start beside it ("conflicting jobs", measured)
+            s.service(Service::stopped("postfix@-.service"));
+        }
         // main.cf and master.cf parse, and `postfix check` finds nothing fatal
         s.config_check(
             POSTFIX,
