@@ -5,26 +5,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::relay::{Relay, deploy_tool};
+use common::relay::{Relay, UNITS, chat_client, chat_client_with_push, deploy_tool, push_endpoint};
 use common::{enabled, known_hosts, run};
-
-/// The units a self-signed relay must have running.
-const UNITS: &[&str] = &[
-    "unbound.service",
-    "doveauth.service",
-    "chatmail-metadata.service",
-    "lastlogin.service",
-    "chatmail-expire.timer",
-    "chatmail-fsreport.timer",
-    "filtermail.service",
-    "filtermail-incoming.service",
-    "filtermail-transport.service",
-    "opendkim.service",
-    "dovecot.service",
-    "postfix.service",
-    "fcgiwrap.socket",
-    "nginx.service",
-];
 
 /// IMAP login with curl over TLS (the certificate is self-signed).
 fn imap_login(addr: &str, user: &str, password: &str) -> bool {
@@ -116,7 +98,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         assert_eq!(refused.code, 1, "{}", refused.stderr);
         assert!(
             refused.one_error_line().contains(&format!(
-                "the host runs Debian GNU/Linux {version} (VERSION_ID=\"{version}\"): relays are deployed on Debian 12 only"
+                "the host runs Debian GNU/Linux {version} (VERSION_ID=\"{version}\"): relays are deployed on Debian 12, 13 only"
             )),
             "{}",
             refused.stderr
@@ -420,7 +402,6 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     if !enabled("chat_client_e2e") {
         return;
     }
-    let python = common::e2e_python();
     let relay = Relay::new("relay-e2e", "_relay-e2e.test");
     let addr = relay.host.addr.clone();
     // the notification proxy: a local endpoint on this machine's leg of the test network
@@ -432,57 +413,7 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
     ]);
     assert_eq!(relay.deploy(&[]).code, 0);
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("tests/e2e/with-test-dns"))
-        .arg(&python)
-        .arg(root.join("tests/e2e/chat.py"))
-        .args([
-            "_relay-e2e.test",
-            &addr,
-            "--push-token",
-            "test-device-token-42",
-        ])
-        .envs(common::ssh_env())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    if !out.status.success() {
-        eprintln!(
-            "{}",
-            relay
-                .host
-                .sh("journalctl -u doveauth -u dovecot -u filtermail -u postfix --no-pager -n 60")
-        );
-        panic!("the chat client check failed");
-    }
-    let results: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(results["encrypted_both_ways"], true);
-    assert!(
-        results["cleartext"]
-            .as_str()
-            .unwrap()
-            .starts_with("refused 523"),
-        "{results}"
-    );
-    // bob's device token went to the notification endpoint when alice's message arrived
-    let posted = pushes
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("no push notification POST arrived");
-    assert_eq!(posted, "test-device-token-42");
-    assert!(
-        results["bob"].as_str().unwrap().starts_with("e2e"),
-        "the chosen address was created by login"
-    );
+    chat_client_with_push(&relay, "_relay-e2e.test", &pushes, "test-device-token-42");
 }
 
 #[test]
@@ -490,7 +421,6 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
     if !enabled("two_relays") {
         return;
     }
-    let python = common::e2e_python();
     let a = Relay::new("relay-xa", "_relay-xa.test");
     let b = Relay::new("relay-xb", "_relay-xb.test");
     for (relay, domain) in [(&a, "_relay-xa.test"), (&b, "_relay-xb.test")] {
@@ -511,24 +441,15 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
         &common::dkim_record(&b.host, "_relay-xb.test"),
     ]);
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("tests/e2e/with-test-dns"))
-        .arg(&python)
-        .arg(root.join("tests/e2e/chat.py"))
-        .args([
+    let results = chat_client(
+        &[
             "_relay-xa.test",
             &a.host.addr,
             "_relay-xb.test",
             &b.host.addr,
-        ])
-        .envs(common::ssh_env())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the cross-relay chat check failed");
-    let results: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        ],
+        &[&a, &b],
+    );
     assert_eq!(results["encrypted_both_ways"], true);
     assert!(
         results["bob"]
@@ -547,33 +468,4 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
         "0",
         "Dovecot's LMTP strips DKIM-Signature before storing"
     );
-}
-
-/// An HTTP endpoint on 10.77.0.1 (this machine, seen from the test hosts) that answers 200
-/// and passes each POST body on.
-fn push_endpoint() -> (String, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("10.77.0.1:0").expect("bind on the test network");
-    let url = format!("http://{}/notify", listener.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
-        }
-    });
-    (url, rx)
 }

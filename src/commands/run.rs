@@ -100,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--website-only: there are no web pages to deploy (see the warning above)");
     }
     // the resources do not depend on the architecture, only the binaries' sources do
-    let mut query = relay::desired_state(&relay)?.query();
+    let mut query = relay::fact_query(&relay)?;
     relay::preflight::extend_query(&relay.config, &mut query);
     relay.options.dovecot_debs.extend_query(&mut query);
     relay::elf::extend_query(&mut query);

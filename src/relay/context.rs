@@ -8,6 +8,7 @@ use anyhow::Context;
 use operations::{File, Templates};
 use serde_json::{Value, json};
 
+use super::release::Release;
 use super::{RelayOptions, templates};
 
 /// Where the relay's own binaries go on the host.
@@ -30,6 +31,8 @@ pub struct Relay {
     vars: Value,
     /// The host's machine and libc, once its facts are known: binaries are checked against it.
     host_abi: Option<super::elf::HostAbi>,
+    /// The host's Debian release (Debian 12 until its facts are known).
+    pub release: Release,
 }
 
 impl Relay {
@@ -52,6 +55,7 @@ impl Relay {
             templates,
             vars,
             host_abi: None,
+            release: Release::default(),
         })
     }
 
@@ -68,16 +72,27 @@ impl Relay {
                 .expect("the templates loaded once already"),
             vars: self.vars.clone(),
             host_abi: self.host_abi.clone(),
+            release: self.release,
         }
+    }
+
+    /// The same relay for a host of Debian `release`.
+    pub fn with_release(&self, release: Release) -> Relay {
+        let mut relay = self.with_arch(&self.options.arch);
+        relay.release = release;
+        relay.vars["debian_version"] = Value::from(release.version_id());
+        relay
     }
 
     /// The same relay for the host these facts describe: its architecture, the libc its
     /// binaries must fit, and whether chatmail's Dovecot build runs there after this run
     /// (the Dovecot config differs for Debian's build).
     pub fn for_host(&self, facts: &facts::HostFacts) -> Relay {
-        let mut relay = self.with_arch(&facts.arch);
+        let release = Release::of(&facts.os).unwrap_or_default();
+        let mut relay = self.with_release(release).with_arch(&facts.arch);
         relay.host_abi = Some(super::elf::HostAbi::from_facts(facts));
-        let chatmail = relay.options.dovecot_debs.runs_after_this_run(facts);
+        let chatmail =
+            release.has_chatmail_dovecot() && relay.options.dovecot_debs.runs_after_this_run(facts);
         relay.vars["dovecot_chatmail_build"] = Value::Bool(chatmail);
         relay
     }
@@ -147,6 +162,7 @@ fn variables(c: &Config, o: &RelayOptions) -> Value {
         "mail_domain": c.mail_domain,
         // until the host's facts say otherwise (see `with_dovecot_facts`)
         "dovecot_chatmail_build": true,
+        "debian_version": "12",
         "mail_domain_bare": c.mail_domain_bare,
         "postfix_myhostname": c.postfix_myhostname,
         "ipv4_relay": c.ipv4_relay.is_some(),

@@ -1,30 +1,59 @@
 //! IMAP and local delivery (LMTP), with accounts from doveauth.
 
-use operations::{Command, Guard, Service, State};
+use operations::{Command, Guard, Removed, Service, State};
 
 use super::{Component, Relay};
 
 const DOVECOT: &str = "dovecot.service";
 
+/// Debian 13's Dovecot 2.4 and what the Lua passdb/userdb (auth.lua) needs.
+pub(super) const DEBIAN_24_PACKAGES: &[&str] = &[
+    "dovecot-core",
+    "dovecot-imapd",
+    "dovecot-lmtpd",
+    "dovecot-auth-lua",
+    "lua-socket",
+    "lua-cjson",
+];
+/// The pin chatmail's 2.3 build leaves: it would forbid Debian's 2.4 packages.
+const CHATMAIL_PIN: &str = "/etc/apt/preferences.d/pin-dovecot";
+
 pub struct Dovecot;
 
 impl Component for Dovecot {
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
-        super::dovecot_build::add(&relay.options.dovecot_debs, s);
+        if relay.release.has_chatmail_dovecot() {
+            super::dovecot_build::add(&relay.options.dovecot_debs, s);
+        } else {
+            s.add(Removed {
+                path: CHATMAIL_PIN.into(),
+                notify: vec![],
+            });
+            for name in DEBIAN_24_PACKAGES {
+                s.package(name);
+            }
+        }
         Ok(())
     }
 
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        let (config, auth) = if relay.release.dovecot_24() {
+            (
+                "dovecot/dovecot24.conf.j2",
+                ("/etc/dovecot/auth.lua", "dovecot/auth.lua"),
+            )
+        } else {
+            (
+                "dovecot/dovecot.conf.j2",
+                ("/etc/dovecot/auth.conf", "dovecot/auth.conf"),
+            )
+        };
         s.file(
             relay
-                .file("/etc/dovecot/dovecot.conf", "dovecot/dovecot.conf.j2")?
+                .file("/etc/dovecot/dovecot.conf", config)?
                 .restarts(DOVECOT),
         );
-        s.file(
-            relay
-                .file("/etc/dovecot/auth.conf", "dovecot/auth.conf")?
-                .restarts(DOVECOT),
-        );
+        s.file(relay.file(auth.0, auth.1)?.restarts(DOVECOT));
         s.file(
             relay
                 .file(

@@ -17,6 +17,7 @@ mod opendkim;
 mod pinned;
 mod postfix;
 pub mod preflight;
+pub mod release;
 mod templates;
 mod tls;
 mod turn;
@@ -112,6 +113,17 @@ fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>
     }
     list.push(Box::new(version::Version));
     list
+}
+
+/// The facts any host's state asks for, asked before its release is known: a fact the
+/// state for the host's own release needs and the first gathering lacked would read as
+/// missing and show a change on every run.
+pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
+    let mut query = desired_state(relay)?.query();
+    for release in release::ALL {
+        query.merge(&desired_state(&relay.with_release(release))?.query());
+    }
+    Ok(query)
 }
 
 /// The whole relay, stage by stage.

@@ -1,7 +1,8 @@
 //! SMTP: submission for the relay's users, MX for the world, filtermail in between.
 
-use operations::{Service, State};
+use operations::{Command, Guard, Removed, Service, State};
 
+use super::release::Release;
 use super::{Component, Relay};
 
 const POSTFIX: &str = "postfix.service";
@@ -31,17 +32,34 @@ impl Component for Postfix {
                 "postfix/smtp_tls_policy_map",
             ),
             ("/etc/postfix/login_map", "postfix/login_map"),
-            (
-                "/etc/systemd/system/postfix@.service.d/10_restart.conf",
-                "postfix/10_restart.conf",
-            ),
+            (relay.release.postfix_dropin(), "postfix/10_restart.conf"),
         ] {
             s.file(relay.file(path, template)?.restarts(POSTFIX));
+        }
+        if relay.release == Release::Trixie {
+            // 13's package leaves the queue to the first start, and Dovecot, started
+            // first, puts its LMTP and auth sockets into private/ (12's postinst made it)
+            s.add(Command::new(
+                "postfix: create the queue directories",
+                "postfix check",
+                Guard::Unless("test -d /var/spool/postfix/private".into()),
+            ));
+            // a host upgraded from 12 keeps the drop-in that does nothing on 13
+            s.add(Removed {
+                path: Release::Bookworm.postfix_dropin().into(),
+                notify: vec![],
+            });
         }
         Ok(())
     }
 
     fn activate(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        if relay.release == Release::Trixie {
+            // 12's postfix.service only started the instance postfix@-, which keeps running
+            // through a dist-upgrade; 13's postfix.service is the daemon itself and cannot
+            // (re)start beside it ("conflicting jobs", measured)
+            s.service(Service::stopped("postfix@-.service"));
+        }
         // main.cf and master.cf parse, and `postfix check` finds nothing fatal
         s.config_check(
             POSTFIX,

@@ -153,7 +153,7 @@ pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
 
 /// Debian releases whose packages and config formats the relay model is written for
 /// (another release has other package names and a Dovecot that refuses this config).
-pub const SUPPORTED_DEBIAN: &[&str] = &["12"];
+pub const SUPPORTED_DEBIAN: &[&str] = &["12", "13"];
 
 fn check_release(os: &facts::OsRelease) -> anyhow::Result<()> {
     // other distributions are refused by the engine itself, with its own message
@@ -306,10 +306,11 @@ LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=80,fd=3))\n";
             ..Default::default()
         };
         assert!(check_release(&os("12")).is_ok());
-        for v in ["11", "13", "14", ""] {
+        assert!(check_release(&os("13")).is_ok());
+        for v in ["11", "14", ""] {
             let err = check_release(&os(v)).unwrap_err().to_string();
             assert!(
-                err.contains("relays are deployed on Debian 12 only"),
+                err.contains("relays are deployed on Debian 12, 13 only"),
                 "{err}"
             );
             assert!(err.contains(&format!("VERSION_ID=\"{v}\"")), "{err}");

@@ -51,6 +51,16 @@ fn state_with(ini: &str, website_only: bool) -> operations::State {
 }
 
 fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
+    state_on(ini, website_only, skip, release::Release::Bookworm)
+}
+
+/// The relay's desired state for a host of Debian `release`.
+fn state_on(
+    ini: &str,
+    website_only: bool,
+    skip: &[&str],
+    release: release::Release,
+) -> operations::State {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -74,7 +84,8 @@ fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::
         ini.as_bytes().to_vec(),
         options,
     )
-    .unwrap();
+    .unwrap()
+    .with_release(release);
     let state = desired_state(&relay).unwrap();
     state.validate().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -384,7 +395,9 @@ fn every_relay_command_declares_apt_and_systemd() {
         "[params]\nmail_domain = _relay-a.test\n",
         "[params]\nmail_domain = chat.example.org\ntls_external_cert_and_key = /etc/my/cert.pem /etc/my/key.pem\n",
     ] {
-        for r in state_with(ini, false).resources {
+        let states = [release::Release::Bookworm, release::Release::Trixie]
+            .map(|release| state_on(ini, false, &[], release));
+        for r in states.into_iter().flat_map(|s| s.resources) {
             if let Resource::Command(c) = r {
                 let apt = c.script.contains("apt-get") || c.script.contains("dpkg ");
                 assert_eq!(c.runs_apt, apt, "{}: runs_apt", c.description);
@@ -398,3 +411,5 @@ fn every_relay_command_declares_apt_and_systemd() {
         }
     }
 }
+
+mod trixie;

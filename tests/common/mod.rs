@@ -58,10 +58,15 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn up(name: &str) -> TestHost {
+        TestHost::up_suite(name, "bookworm")
+    }
+
+    /// A host of Debian `suite` (bookworm, trixie).
+    pub fn up_suite(name: &str, suite: &str) -> TestHost {
         ssh_env();
         let out = Command::new("bash")
             .arg(scripts().join("up"))
-            .arg(name)
+            .args(["--suite", suite, name])
             .stderr(Stdio::inherit())
             .output()
             .expect("run up");

@@ -6,6 +6,24 @@ use std::sync::OnceLock;
 
 use super::{Run, TestHost, known_hosts, run};
 
+/// The units a self-signed relay must have running.
+pub const UNITS: &[&str] = &[
+    "unbound.service",
+    "doveauth.service",
+    "chatmail-metadata.service",
+    "lastlogin.service",
+    "chatmail-expire.timer",
+    "chatmail-fsreport.timer",
+    "filtermail.service",
+    "filtermail-incoming.service",
+    "filtermail-transport.service",
+    "opendkim.service",
+    "dovecot.service",
+    "postfix.service",
+    "fcgiwrap.socket",
+    "nginx.service",
+];
+
 /// The chatmail-deploy binary under test.
 pub fn deploy_tool() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
@@ -56,6 +74,14 @@ pub struct Relay {
 impl Relay {
     pub fn new(name: &str, domain: &str) -> Relay {
         Relay::on_host(TestHost::up(name), domain)
+    }
+
+    /// On a Debian 13 (trixie) host, with Debian's Dovecot 2.4 (chatmail's build is for 12).
+    pub fn new_trixie(name: &str, domain: &str) -> Relay {
+        Relay {
+            upstream_dovecot: true,
+            ..Relay::on_host(TestHost::up_suite(name, "trixie"), domain)
+        }
     }
 
     /// For a host that is already up (an IPv4 relay's domain is its address).
@@ -120,5 +146,116 @@ impl Relay {
     pub fn main_pids(&self, units: &[&str]) -> String {
         self.host
             .sh(&format!("systemctl show -p Id,MainPID {}", units.join(" ")))
+    }
+}
+
+/// An HTTP endpoint on 10.77.0.1 (this machine, seen from the test hosts) that answers 200
+/// and passes each POST body on.
+pub fn push_endpoint() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("10.77.0.1:0").expect("bind on the test network");
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (url, rx)
+}
+
+/// tests/e2e/chat.py (the Delta Chat client) with `args`, through the test DNS: its JSON
+/// result line. On failure the journals of `relays` are printed and the test fails.
+pub fn chat_client(args: &[&str], relays: &[&Relay]) -> serde_json::Value {
+    let python = super::e2e_python();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("tests/e2e/with-test-dns"))
+        .arg(&python)
+        .arg(root.join("tests/e2e/chat.py"))
+        .args(args)
+        .envs(super::ssh_env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if !out.status.success() {
+        for relay in relays {
+            eprintln!(
+                "{}",
+                relay.host.sh(
+                    "journalctl -u doveauth -u dovecot -u filtermail -u postfix --no-pager -n 60"
+                )
+            );
+        }
+        panic!("the chat client check failed");
+    }
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// The Delta Chat client's run on one relay with a push endpoint: an account by /new and one
+/// created by login, encrypted both ways, cleartext refused, and bob's device token posted to
+/// the endpoint when alice's message arrived. Returns the login-created address.
+pub fn chat_client_with_push(
+    relay: &Relay,
+    domain: &str,
+    pushes: &std::sync::mpsc::Receiver<String>,
+    token: &str,
+) -> String {
+    let results = chat_client(&[domain, &relay.host.addr, "--push-token", token], &[relay]);
+    assert_eq!(results["encrypted_both_ways"], true, "{results}");
+    assert!(
+        results["cleartext"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused 523"),
+        "{results}"
+    );
+    let posted = pushes
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("no push notification POST arrived");
+    assert_eq!(posted, token);
+    let bob = results["bob"].as_str().unwrap().to_string();
+    assert!(
+        bob.starts_with("e2e"),
+        "{bob}: not the address chosen at login"
+    );
+    bob
+}
+
+impl Relay {
+    /// `chatmail-deploy test --insecure` through the test DNS: (exit code, stdout).
+    pub fn operator_test(&self) -> (Option<i32>, String) {
+        let out = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))
+            .arg(deploy_tool())
+            .args(["test", "--insecure", "--config", self.ini.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), stdout)
     }
 }
