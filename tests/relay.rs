@@ -417,12 +417,14 @@ fn chat_client_exchanges_encrypted_messages_and_cleartext_is_refused() {
 }
 
 #[test]
-fn two_relays_exchange_encrypted_messages_signed_and_verified() {
+/// Across releases too: the Debian 12 relay and the Debian 13 one sign and verify each other's
+/// mail.
+fn a_bookworm_and_a_trixie_relay_exchange_encrypted_messages_signed_and_verified_both_ways() {
     if !enabled("two_relays") {
         return;
     }
     let a = Relay::new("relay-xa", "_relay-xa.test");
-    let b = Relay::new("relay-xb", "_relay-xb.test");
+    let b = Relay::new_trixie("relay-xb", "_relay-xb.test");
     for (relay, domain) in [(&a, "_relay-xa.test"), (&b, "_relay-xb.test")] {
         let addr = &relay.host.addr;
         test_dns(&[
@@ -457,15 +459,27 @@ fn two_relays_exchange_encrypted_messages_signed_and_verified() {
             .unwrap()
             .ends_with("@_relay-xb.test")
     );
-    // the mail crossed signed by the sender's relay, and the receiving filter checked it
-    let journal = b
-        .host
-        .sh("journalctl -u filtermail-incoming.service --no-pager -o cat");
-    assert!(!journal.contains("No valid DKIM signature"), "{journal}");
-    let stored = b.host.sh("cat /home/vmail/mail/_relay-xb.test/e2e*/cur/* /home/vmail/mail/_relay-xb.test/e2e*/new/* 2>/dev/null | zcat -f | grep -ci '^DKIM-Signature' || true");
-    assert_eq!(
-        stored.trim(),
-        "0",
-        "Dovecot's LMTP strips DKIM-Signature before storing"
-    );
+    // each way the mail crossed signed by the sender's relay and the receiving filter checked
+    // the signature
+    for (relay, domain) in [(&a, "_relay-xa.test"), (&b, "_relay-xb.test")] {
+        let journal = relay
+            .host
+            .sh("journalctl -u filtermail-incoming.service --no-pager -o cat");
+        assert!(
+            !journal.contains("No valid DKIM signature"),
+            "{domain}: {journal}"
+        );
+        // the mail got through (encrypted both ways above) and filtermail refuses mail
+        // without a valid DKIM signature (554 5.7.1) unless told to skip the check
+        let env = relay
+            .host
+            .sh("systemctl show -p Environment filtermail-incoming.service");
+        assert!(!env.contains("SKIP_DKIM"), "{domain}: {env}");
+        let stored = relay.host.sh(&format!("cat /home/vmail/mail/{domain}/*/cur/* /home/vmail/mail/{domain}/*/new/* 2>/dev/null | zcat -f | grep -ci '^DKIM-Signature' || true"));
+        assert_eq!(
+            stored.trim(),
+            "0",
+            "{domain}: DKIM-Signature is stripped before storing"
+        );
+    }
 }
