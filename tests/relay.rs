@@ -57,20 +57,8 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     let built = relay.bins.clone();
     let mac = relay.ini.with_file_name("mac-bins");
     std::fs::create_dir_all(&mac).unwrap();
-    for name in [
-        "doveauth",
-        "chatmail-metadata",
-        "lastlogin",
-        "chatmail-expire",
-        "chatmail-fsreport",
-        "chatmail-quota-expire",
-        "filtermail",
-        "newemail",
-    ] {
-        std::fs::copy(built.join(name), mac.join(name)).unwrap();
-    }
     std::fs::write(
-        mac.join("filtermail"),
+        mac.join("chatmaild"),
         b"\xcf\xfa\xed\xfe\x07\x00\x00\x01macho",
     )
     .unwrap();
@@ -81,7 +69,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     let line = foreign.one_error_line();
     assert!(
         line.starts_with(&format!(
-            "error: {}/filtermail cannot run on the host (x86_64, glibc 2.36): it is a macOS (Mach-O) program",
+            "error: {}/chatmaild cannot run on the host (x86_64, glibc 2.36): it is a macOS (Mach-O) program",
             mac.display()
         )),
         "{line}"

@@ -7,16 +7,8 @@ use operations::Resource;
 
 use super::*;
 
-const BINARIES: &[&str] = &[
-    "doveauth",
-    "chatmail-metadata",
-    "lastlogin",
-    "chatmail-expire",
-    "chatmail-fsreport",
-    "chatmail-quota-expire",
-    "filtermail",
-    "newemail",
-];
+/// The relay binaries read from `--bin-dir`: one multi-call binary.
+const BINARIES: &[&str] = &["chatmaild"];
 
 /// path -> content of every file in the relay's state for this chatmail.ini text.
 fn files(ini: &str) -> BTreeMap<String, String> {
@@ -353,7 +345,7 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
     );
     for path in [
         "/usr/local/lib/chatmaild/chatmail.ini",
-        "/usr/local/bin/filtermail",
+        "/usr/local/bin/chatmaild",
     ] {
         assert!(
             restarts(path).iter().all(|u| u.ends_with(".service")),
@@ -371,4 +363,59 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
         })
         .unwrap();
     assert_eq!((socket.enabled, socket.running), (Some(true), None));
+}
+
+#[test]
+fn one_multi_call_binary_is_installed_and_every_program_links_to_it() {
+    let state = state_with_skip("[params]\nmail_domain = _relay-a.test\n", false, &[]);
+    let bin = state
+        .resources
+        .iter()
+        .find_map(|r| match r {
+            Resource::File(f) if f.path == "/usr/local/bin/chatmaild" => Some(f),
+            _ => None,
+        })
+        .expect("the multi-call binary");
+    assert_eq!(bin.mode, 0o755);
+    let restarted: Vec<String> = bin.notify.iter().map(|n| n.unit().to_string()).collect();
+    for unit in [
+        "doveauth.service",
+        "chatmail-metadata.service",
+        "lastlogin.service",
+        "filtermail.service",
+        "filtermail-incoming.service",
+        "filtermail-transport.service",
+    ] {
+        assert!(
+            restarted.contains(&unit.to_string()),
+            "{unit}: {restarted:?}"
+        );
+    }
+    let links: BTreeMap<&str, &str> = state
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Symlink(l) if l.target == "/usr/local/bin/chatmaild" => {
+                Some((l.path.as_str(), l.target.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let paths: Vec<&str> = links.keys().copied().collect();
+    assert_eq!(
+        paths,
+        [
+            "/usr/lib/cgi-bin/newemail.py",
+            "/usr/local/bin/chatmail-expire",
+            "/usr/local/bin/chatmail-fsreport",
+            "/usr/local/bin/chatmail-metadata",
+            "/usr/local/bin/chatmail-quota-expire",
+            "/usr/local/bin/doveauth",
+            "/usr/local/bin/filtermail",
+            "/usr/local/bin/lastlogin",
+        ]
+    );
+    // no other program file is uploaded
+    assert!(!state.resources.iter().any(|r| matches!(r,
+        Resource::File(f) if f.path.starts_with("/usr/local/bin/") && f.path != "/usr/local/bin/chatmaild")));
 }
