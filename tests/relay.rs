@@ -223,6 +223,35 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         "a no-op run restarted something"
     );
 
+    // a relay of the versions before the multi-call binary has a file per program: each
+    // becomes a link to /usr/local/bin/chatmaild, the services that run it restart once,
+    // the next run changes nothing
+    h.sh("set -e; cd /usr/local/bin; \
+         for p in doveauth chatmail-metadata lastlogin chatmail-expire chatmail-fsreport \
+                  chatmail-quota-expire filtermail /usr/lib/cgi-bin/newemail.py; do \
+           rm $p; cp chatmaild $p; done; rm chatmaild");
+    let multi_call = ["doveauth.service", "filtermail-incoming.service"];
+    let pids = relay.main_pids(&multi_call);
+    let converged = relay.deploy(&[]);
+    assert!(
+        converged
+            .stdout
+            .contains("changed: file /usr/local/bin/chatmaild: create"),
+        "{}",
+        converged.stdout
+    );
+    assert_eq!(
+        h.sh("readlink /usr/local/bin/doveauth /usr/local/bin/filtermail /usr/lib/cgi-bin/newemail.py"),
+        "/usr/local/bin/chatmaild\n".repeat(3)
+    );
+    assert_ne!(relay.main_pids(&multi_call), pids);
+    let again = relay.deploy(&[]);
+    assert!(
+        again.last_line().starts_with("summary: 0 changed, "),
+        "{}",
+        again.stdout
+    );
+
     // a hand edit: the dry run shows exactly that edit and its restart
     h.sh("echo '# hand edit' >> /etc/postfix/main.cf");
     // --website-only repairs an edited page and touches nothing else
