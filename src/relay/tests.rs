@@ -410,7 +410,11 @@ fn one_multi_call_binary_is_installed_and_every_program_links_to_it() {
                         String::from_utf8_lossy(&f.content).contains(&format!("ExecStart={l} "))
                     }) =>
             {
-                Some(f.path.trim_start_matches("/etc/systemd/system/").to_string())
+                Some(
+                    f.path
+                        .trim_start_matches("/etc/systemd/system/")
+                        .to_string(),
+                )
             }
             _ => None,
         })
