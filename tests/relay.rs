@@ -39,20 +39,8 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     let built = relay.bins.clone();
     let mac = relay.ini.with_file_name("mac-bins");
     std::fs::create_dir_all(&mac).unwrap();
-    for name in [
-        "doveauth",
-        "chatmail-metadata",
-        "lastlogin",
-        "chatmail-expire",
-        "chatmail-fsreport",
-        "chatmail-quota-expire",
-        "filtermail",
-        "newemail",
-    ] {
-        std::fs::copy(built.join(name), mac.join(name)).unwrap();
-    }
     std::fs::write(
-        mac.join("filtermail"),
+        mac.join("chatmaild"),
         b"\xcf\xfa\xed\xfe\x07\x00\x00\x01macho",
     )
     .unwrap();
@@ -63,7 +51,7 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
     let line = foreign.one_error_line();
     assert!(
         line.starts_with(&format!(
-            "error: {}/filtermail cannot run on the host (x86_64, glibc 2.36): it is a macOS (Mach-O) program",
+            "error: {}/chatmaild cannot run on the host (x86_64, glibc 2.36): it is a macOS (Mach-O) program",
             mac.display()
         )),
         "{line}"
@@ -234,6 +222,34 @@ fn self_signed_relay_converges_serves_and_is_idempotent() {
         relay.main_pids(UNITS),
         pids,
         "a no-op run restarted something"
+    );
+
+    // a relay of the versions before the multi-call binary has a file per program: each
+    // becomes a link to /usr/local/bin/chatmaild, the services that run it restart once,
+    // the next run changes nothing
+    h.sh("set -e; cd /usr/local/bin; \
+         for p in doveauth chatmail-metadata lastlogin chatmail-expire chatmail-fsreport \
+                  chatmail-quota-expire filtermail /usr/lib/cgi-bin/newemail.py; do \
+           rm $p; cp chatmaild $p; done; rm chatmaild");
+    let multi_call = ["doveauth.service", "filtermail-incoming.service"];
+    let pids = relay.main_pids(&multi_call);
+    let converged = relay.deploy(&[]);
+    assert!(
+        converged.last_line().starts_with("summary: 9 changed, ")
+            && converged.last_line().contains(", 6 restarts/reloads"),
+        "{}",
+        converged.stdout
+    );
+    assert_eq!(
+        h.sh("readlink /usr/local/bin/doveauth /usr/local/bin/filtermail /usr/lib/cgi-bin/newemail.py"),
+        "/usr/local/bin/chatmaild\n".repeat(3)
+    );
+    assert_ne!(relay.main_pids(&multi_call), pids);
+    let again = relay.deploy(&[]);
+    assert!(
+        again.last_line().starts_with("summary: 0 changed, "),
+        "{}",
+        again.stdout
     );
 
     // a hand edit: the dry run shows exactly that edit and its restart

@@ -297,12 +297,12 @@ fn main() {
         let handler = Outgoing::new(u32::MAX, u32::MAX, Relay::new("127.0.0.1", sink_port));
         tokio::spawn(serve(listener, Arc::new(handler), Limits::new(31_457_280)));
 
+        // the multi-call binary runs as filtermail under that name, as on a relay
+        let ours = dir.join("filtermail");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_chatmaild"), &ours).unwrap();
         let mut targets: Vec<(String, Option<std::path::PathBuf>)> = vec![
             ("ours, in-process".into(), None),
-            (
-                "ours, binary".into(),
-                Some(env!("CARGO_BIN_EXE_filtermail").into()),
-            ),
+            ("ours, binary".into(), Some(ours)),
         ];
         if let Some(bin) = upstream {
             targets.push(("upstream, binary".into(), Some(bin)));

@@ -1,5 +1,6 @@
 //! Shared start-up code for the dict service binaries (`<name> <socket> <ini>`).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,27 +10,40 @@ use crate::config::Config;
 use crate::dict::{self, DictHandler};
 use crate::shutdown::Shutdown;
 
-/// Parse `<socket> <ini>` from the command line, or explain the usage.
-pub fn socket_and_ini(program: &str) -> Result<(PathBuf, PathBuf), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match &args[..] {
-        [socket, ini] => Ok((socket.into(), ini.into())),
-        _ => Err(format!("usage: {program} <socket-path> <chatmail.ini>")),
+/// The name a program was called by: the file name of `args[0]` (`doveauth` for
+/// `/usr/local/bin/doveauth`), for its messages.
+pub fn program_name(args: &[OsString]) -> String {
+    args.first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Parse `<socket> <ini>` from the command line (`args[0]` is the program), or explain
+/// the usage.
+pub fn socket_and_ini(args: &[OsString]) -> Result<(PathBuf, PathBuf), String> {
+    match args {
+        [_, socket, ini] => Ok((socket.into(), ini.into())),
+        _ => Err(format!(
+            "usage: {} <socket-path> <chatmail.ini>",
+            program_name(args)
+        )),
     }
 }
 
 /// Run a dict service: log to stderr, load the config, build the handler (within the tokio
 /// runtime), serve the socket (passed by systemd's socket unit, else bound here) until
 /// SIGTERM/SIGINT, then let the connections finish. Fatal errors are printed and give a
-/// non-zero exit code.
-pub fn run_dict_service<H, F>(program: &str, make_handler: F) -> ExitCode
+/// non-zero exit code. `args` is the whole command line, `args[0]` the program's name.
+pub fn run_dict_service<H, F>(args: Vec<OsString>, make_handler: F) -> ExitCode
 where
     H: DictHandler,
     F: FnOnce(Config) -> Result<H, String>,
 {
+    let program = program_name(&args);
     crate::logging::init();
     let result = (|| -> Result<(), String> {
-        let (socket, ini) = socket_and_ini(program)?;
+        let (socket, ini) = socket_and_ini(&args)?;
         let config = Config::load(&ini).map_err(|e| e.to_string())?;
         let mut passed = Passed::from_env()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,7 @@
 //! Run the service binaries as processes and talk to them over their unix sockets.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -22,12 +24,9 @@ impl Drop for Service {
 }
 
 impl Service {
-    fn start(bin: &str, dir: &Path, ini: &Path) -> Service {
-        let socket = dir.join(format!(
-            "{}.socket",
-            Path::new(bin).file_name().unwrap().to_string_lossy()
-        ));
-        let child = Command::new(bin)
+    fn start(program: &str, dir: &Path, ini: &Path) -> Service {
+        let socket = dir.join(format!("{program}.socket"));
+        let child = Command::new(support::program(program))
             .arg(&socket)
             .arg(ini)
             .stdin(Stdio::null())
@@ -37,7 +36,10 @@ impl Service {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "{bin} did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "{program} did not start listening"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Service { child, socket }
@@ -101,7 +103,7 @@ fn write_ini(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
 fn doveauth_creates_account_and_logs_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, mbox) = write_ini(tmp.path(), "");
-    let svc = Service::start(env!("CARGO_BIN_EXE_doveauth"), tmp.path(), &ini);
+    let svc = Service::start("doveauth", tmp.path(), &ini);
     let addr = "abcdefghi@chat.example.org";
     let replies = svc.talk(
         &format!(
@@ -139,7 +141,7 @@ fn lastlogin_sets_mtime() {
     let addr = "abcdefghi@chat.example.org";
     std::fs::create_dir_all(mbox.join(addr)).unwrap();
     std::fs::write(mbox.join(addr).join("password"), "{SHA512-CRYPT}x").unwrap();
-    let svc = Service::start(env!("CARGO_BIN_EXE_lastlogin"), tmp.path(), &ini);
+    let svc = Service::start("lastlogin", tmp.path(), &ini);
     let replies = svc.talk(
         &format!("B7\t{addr}\nS7\tshared/last-login/{addr}\t1767312345\nC7\nB8\t{addr}\nS8\tother\t1\nC8\n"),
         2,
@@ -157,8 +159,11 @@ fn lastlogin_sets_mtime() {
     assert_eq!(code, Some(0));
 }
 
-fn run_to_end(bin: &str, args: &[&Path]) -> (Option<i32>, String) {
-    let out = Command::new(bin).args(args).output().unwrap();
+fn run_to_end(program: &str, args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(support::program(program))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -170,11 +175,8 @@ fn bad_config_is_fatal_and_names_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, _) = write_ini(tmp.path(), "max_message_size = huge\n");
     let socket = tmp.path().join("s");
-    for bin in [
-        env!("CARGO_BIN_EXE_doveauth"),
-        env!("CARGO_BIN_EXE_lastlogin"),
-    ] {
-        let (code, err) = run_to_end(bin, &[&socket, &ini]);
+    for program in ["doveauth", "lastlogin"] {
+        let (code, err) = run_to_end(program, &[&socket, &ini]);
         assert_eq!(code, Some(1), "{err}");
         assert!(err.contains("max_message_size"), "{err}");
     }
@@ -183,11 +185,11 @@ fn bad_config_is_fatal_and_names_the_key() {
 #[test]
 fn usage_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let (code, err) = run_to_end(env!("CARGO_BIN_EXE_doveauth"), &[tmp.path()]);
+    let (code, err) = run_to_end("doveauth", &[tmp.path()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("usage"), "{err}");
     let (code, err) = run_to_end(
-        env!("CARGO_BIN_EXE_lastlogin"),
+        "lastlogin",
         &[&tmp.path().join("s"), &tmp.path().join("missing.ini")],
     );
     assert_eq!(code, Some(1));
@@ -199,10 +201,7 @@ fn doveauth_fails_on_unreadable_sqlite_db() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, _) = write_ini(tmp.path(), "");
     std::fs::write(tmp.path().join("passdb.sqlite"), "not a database").unwrap();
-    let (code, err) = run_to_end(
-        env!("CARGO_BIN_EXE_doveauth"),
-        &[&tmp.path().join("s"), &ini],
-    );
+    let (code, err) = run_to_end("doveauth", &[&tmp.path().join("s"), &ini]);
     assert_eq!(code, Some(1));
     assert!(err.contains("migration"), "{err}");
     assert!(tmp.path().join("passdb.sqlite").exists());
@@ -212,10 +211,7 @@ fn doveauth_fails_on_unreadable_sqlite_db() {
 fn metadata_requires_mailboxes_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, _) = write_ini(tmp.path(), "");
-    let (code, err) = run_to_end(
-        env!("CARGO_BIN_EXE_chatmail-metadata"),
-        &[&tmp.path().join("s"), &ini],
-    );
+    let (code, err) = run_to_end("chatmail-metadata", &[&tmp.path().join("s"), &ini]);
     assert_eq!(code, Some(1));
     assert!(err.contains("vmail dir does not exist"), "{err}");
 }
@@ -230,7 +226,7 @@ fn metadata_serves_tokens_and_attributes() {
     std::fs::create_dir_all(mbox.join("pending_notifications")).unwrap();
     std::fs::write(mbox.join("pending_notifications").join("x.tmp"), "junk").unwrap();
     std::fs::write(tmp.path().join("appversions.json"), "{\"clients\": []}").unwrap();
-    let svc = Service::start(env!("CARGO_BIN_EXE_chatmail-metadata"), tmp.path(), &ini);
+    let svc = Service::start("chatmail-metadata", tmp.path(), &ini);
     let server = "shared/g/vendor/vendor.dovecot/pvt/server/vendor/deltachat";
     let replies = svc.talk(
         &format!(
@@ -269,8 +265,8 @@ fn expire_dry_run_then_remove() {
         .unwrap()
         .set_modified(long_ago)
         .unwrap();
-    let bin = env!("CARGO_BIN_EXE_chatmail-expire");
-    let out = Command::new(bin).arg(&ini).arg("-v").output().unwrap();
+    let bin = support::program("chatmail-expire");
+    let out = Command::new(&bin).arg(&ini).arg("-v").output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -278,14 +274,14 @@ fn expire_dry_run_then_remove() {
         "{stdout}"
     );
     assert!(old.exists(), "dry run must not delete");
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .arg(&ini)
         .arg("--remove")
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(!old.exists());
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .arg(tmp.path().join("missing.ini"))
         .output()
         .unwrap();
@@ -306,7 +302,7 @@ fn quota_expire_binary() {
         .unwrap();
     }
     std::fs::write(mb.join("maildirsize"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_chatmail-quota-expire"))
+    let out = Command::new(support::program("chatmail-quota-expire"))
         .arg("1")
         .arg(&mb)
         .output()
@@ -325,14 +321,14 @@ fn fsreport_outputs() {
     let (ini, mbox) = write_ini(tmp.path(), "");
     std::fs::create_dir_all(mbox.join("abcdefghi@chat.example.org/cur")).unwrap();
     std::fs::write(mbox.join("abcdefghi@chat.example.org/password"), "x").unwrap();
-    let bin = env!("CARGO_BIN_EXE_chatmail-fsreport");
-    let out = Command::new(bin).arg(&ini).output().unwrap();
+    let bin = support::program("chatmail-fsreport");
+    let out = Command::new(&bin).arg(&ini).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("## Login stats"));
     let prom_dir = tmp.path().join("prom");
     std::fs::create_dir_all(&prom_dir).unwrap();
     let legacy = tmp.path().join("metrics");
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .arg(&ini)
         .arg("--textfile")
         .arg(&prom_dir)
@@ -359,7 +355,7 @@ fn fsreport_outputs() {
 fn newemail_cgi() {
     let tmp = tempfile::tempdir().unwrap();
     let (ini, _) = write_ini(tmp.path(), "");
-    let out = Command::new(env!("CARGO_BIN_EXE_newemail"))
+    let out = Command::new(support::program("newemail"))
         .arg(&ini)
         .output()
         .unwrap();
@@ -381,8 +377,8 @@ fn two_doveauth_processes_create_each_account_once() {
     let b = tmp.path().join("b");
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let svc_a = Service::start(env!("CARGO_BIN_EXE_doveauth"), &a, &ini);
-    let svc_b = Service::start(env!("CARGO_BIN_EXE_doveauth"), &b, &ini);
+    let svc_a = Service::start("doveauth", &a, &ini);
+    let svc_b = Service::start("doveauth", &b, &ini);
     let input: String = (0..20)
         .map(|i| format!("Lshared/passdb/pw-long-enough\"race{i:05}@chat.example.org\n"))
         .collect();
@@ -399,4 +395,42 @@ fn two_doveauth_processes_create_each_account_once() {
         .matches("Created address: ")
         .count();
     assert_eq!(created, 20, "{err_a}{err_b}");
+}
+
+#[test]
+fn multi_call_binary_runs_as_its_name_or_its_first_argument() {
+    let chatmaild = support::program("chatmaild");
+    let out = Command::new(&chatmaild).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("chatmaild {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // the subcommand form gives the same as the symlink: the service's own usage
+    for program in support::PROGRAMS {
+        let help = |command: &mut Command| {
+            let out = command.arg("--help").output().unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        };
+        let by_name = help(&mut Command::new(support::program(program)));
+        let by_argument = help(Command::new(&chatmaild).arg(program));
+        assert_eq!(by_name, by_argument, "{program}");
+    }
+    let out = Command::new(&chatmaild).arg("doveauth").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "doveauth: usage: doveauth <socket-path> <chatmail.ini>\n"
+    );
+    let out = Command::new(&chatmaild).arg("dovecot").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("chatmaild: unknown command \"dovecot\""),
+        "{err}"
+    );
+    let out = Command::new(&chatmaild).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chatmail-quota-expire"));
 }

@@ -116,13 +116,14 @@ impl Relay {
         // vmail can read.
         let mut services = Vec::new();
         let mut sockets = Vec::new();
-        for (bin, name) in [
-            (env!("CARGO_BIN_EXE_doveauth"), "doveauth"),
-            (env!("CARGO_BIN_EXE_lastlogin"), "lastlogin"),
-            (env!("CARGO_BIN_EXE_chatmail-metadata"), "metadata"),
+        for (program, name) in [
+            ("doveauth", "doveauth"),
+            ("lastlogin", "lastlogin"),
+            ("chatmail-metadata", "metadata"),
         ] {
-            let exe = root.join(name);
-            std::fs::copy(bin, &exe).unwrap();
+            // the copy keeps the program's name: the multi-call binary runs as it
+            let exe = root.join(program);
+            std::fs::copy(support::program(program), &exe).unwrap();
             let sockdir = root.join(format!("run-{name}"));
             std::fs::create_dir_all(&sockdir).unwrap();
             std::os::unix::fs::chown(&sockdir, Some(vmail_uid), Some(vmail_gid)).unwrap();
@@ -631,11 +632,11 @@ fn delivery_triggers_push_via_lua_hook() {
 #[test]
 fn quota_warning_runs_quota_expire() {
     require_dovecot!();
-    let quota_expire = Path::new(env!("CARGO_BIN_EXE_chatmail-quota-expire"));
+    let quota_expire = support::program("chatmail-quota-expire");
     let relay_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(relay_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = relay_dir.path().join("chatmail-quota-expire");
-    std::fs::copy(quota_expire, &script).unwrap();
+    std::fs::copy(&quota_expire, &script).unwrap();
     // Quota 2 MB; at 75 % Dovecot runs the expiry with a 1 MB (70 %) target, as deployed.
     let relay = Relay::start_with(
         "",

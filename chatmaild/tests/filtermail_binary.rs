@@ -63,14 +63,14 @@ fn binary_outgoing_and_incoming() {
 
 #[test]
 fn binary_usage_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_filtermail"))
+    let out = Command::new(support::program("filtermail"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: filtermail"));
     let dir = tempfile::tempdir().unwrap();
     let ini = write_ini(dir.path(), 1, free_port(), free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_filtermail"))
+    let out = Command::new(support::program("filtermail"))
         .arg(&ini)
         .arg("sideways")
         .output()

@@ -1,7 +1,8 @@
 //! The relay's own services: the dict services Dovecot talks to, the daily jobs, and the
-//! filtermail SMTP filter, all Rust binaries from this workspace, plus chatmail.ini.
+//! filtermail SMTP filter, all one multi-call Rust binary from this workspace, plus
+//! chatmail.ini.
 
-use operations::{Directory, File, Notify, Service, State};
+use operations::{Directory, File, Notify, Service, State, Symlink};
 use serde_json::json;
 
 use super::context::{BIN_DIR, INI_PATH};
@@ -96,8 +97,38 @@ fn filtermail_addresses(relay: &Relay, mode: &str) -> Vec<String> {
         .collect()
 }
 
-/// Binaries with no unit of their own (run by Dovecot or from the timers above).
+/// Programs with no unit of their own (run by Dovecot or from the timers above).
 const HELPERS: &[&str] = &["chatmail-quota-expire"];
+
+/// The one relay binary: every program above is a symlink to it, named as upstream names
+/// them, and it runs as the name it is called by.
+pub const MULTI_CALL: &str = "chatmaild";
+
+/// Where the multi-call binary is installed.
+pub fn multi_call_path() -> String {
+    format!("{BIN_DIR}/{MULTI_CALL}")
+}
+
+/// The units that run the multi-call binary: a new binary restarts them all.
+fn units_running_it() -> Vec<String> {
+    DICT_SERVICES
+        .iter()
+        .map(|(unit, ..)| format!("{unit}.service"))
+        .chain(FILTERMAIL_UNITS.iter().map(|(unit, ..)| unit.to_string()))
+        .collect()
+}
+
+/// `{BIN_DIR}/program -> chatmaild`; pointing it elsewhere restarts `units`.
+fn program_link(program: &str, units: &[&str]) -> Symlink {
+    Symlink {
+        path: format!("{BIN_DIR}/{program}"),
+        target: multi_call_path(),
+        notify: units
+            .iter()
+            .map(|unit| Notify::Restart(unit.to_string()))
+            .collect(),
+    }
+}
 
 fn dict_runtime_dir(unit: &str) -> String {
     if unit == "lastlogin" {
@@ -115,14 +146,19 @@ pub struct Chatmaild;
 
 impl Component for Chatmaild {
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        let mut bin = File::new(multi_call_path(), relay.binary(MULTI_CALL)?).mode(0o755);
+        bin.notify = units_running_it()
+            .into_iter()
+            .map(Notify::Restart)
+            .collect();
+        s.file(bin);
+        // A relay of the previous versions had a file per program: each becomes a link
+        // (the new binary above restarts the units once).
         for (unit, program, ..) in DICT_SERVICES {
-            s.file(binary(relay, program)?.restarts(&format!("{unit}.service")));
+            s.add(program_link(program, &[&format!("{unit}.service")]));
         }
-        for (job, ..) in DAILY_JOBS {
-            s.file(binary(relay, job)?);
-        }
-        for helper in HELPERS {
-            s.file(binary(relay, helper)?);
+        for program in DAILY_JOBS.iter().map(|(job, ..)| job).chain(HELPERS) {
+            s.add(program_link(program, &[]));
         }
         Ok(())
     }
@@ -207,21 +243,13 @@ impl Component for Chatmaild {
     }
 }
 
-fn binary(relay: &Relay, name: &str) -> anyhow::Result<File> {
-    Ok(File::new(format!("{BIN_DIR}/{name}"), relay.binary(name)?).mode(0o755))
-}
-
 /// The SMTP filter in its three modes.
 pub struct Filtermail;
 
 impl Component for Filtermail {
-    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
-        let mut bin = binary(relay, "filtermail")?;
-        bin.notify = FILTERMAIL_UNITS
-            .iter()
-            .map(|(u, ..)| Notify::Restart(u.to_string()))
-            .collect();
-        s.file(bin);
+    fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        let units: Vec<&str> = FILTERMAIL_UNITS.iter().map(|(unit, ..)| *unit).collect();
+        s.add(program_link("filtermail", &units));
         Ok(())
     }
 

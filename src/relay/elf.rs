@@ -241,6 +241,58 @@ mod tests {
         assert_eq!(check("newemail", b"#!/bin/sh\necho\n", &h), Ok(()));
     }
 
+    /// A static program's ELF header alone: no program loader (PT_INTERP), nothing of glibc.
+    fn static_elf(e_machine: u16) -> Vec<u8> {
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x12..0x14].copy_from_slice(&e_machine.to_le_bytes());
+        elf
+    }
+
+    /// A host without glibc or any loader (e.g. Alpine has only musl's, Debian's minimal
+    /// images may have none we know).
+    fn bare(arch: &str) -> HostAbi {
+        HostAbi {
+            arch: arch.into(),
+            ..HostAbi::default()
+        }
+    }
+
+    #[test]
+    fn a_static_program_needs_only_the_right_machine() {
+        for (arch, e_machine, other) in [("x86_64", 62, "aarch64"), ("aarch64", 183, "x86_64")] {
+            let elf = static_elf(e_machine);
+            assert_eq!(check("chatmaild", &elf, &host(arch, (2, 2))), Ok(()));
+            assert_eq!(check("chatmaild", &elf, &bare(arch)), Ok(()));
+            assert_eq!(
+                check("chatmaild", &elf, &bare(other)),
+                Err(format!(
+                    "chatmaild cannot run on the host ({other}): it is built for {arch}"
+                ))
+            );
+        }
+    }
+
+    /// The real static builds of `.ci/cross-build`, when CHATMAILD_STATIC_BINS names its
+    /// output (CI sets it): each passes on its own arch whatever the libc, and is refused on
+    /// the other.
+    #[test]
+    fn the_cross_built_relay_binaries_pass_on_their_arch_only() {
+        let Some(dir) = std::env::var_os("CHATMAILD_STATIC_BINS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        for (arch, other) in [("x86_64", "aarch64"), ("aarch64", "x86_64")] {
+            let path = dir.join(arch).join("chatmaild");
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.display().to_string();
+            assert_eq!(check(&name, &bytes, &bare(arch)), Ok(()), "{name}");
+            assert_eq!(check(&name, &bytes, &host(arch, (2, 2))), Ok(()), "{name}");
+            let err = check(&name, &bytes, &host(other, (2, 36))).unwrap_err();
+            assert!(err.ends_with(&format!("it is built for {arch}")), "{err}");
+        }
+    }
+
     #[test]
     fn host_abi_comes_from_the_facts() {
         let mut facts = facts::HostFacts {

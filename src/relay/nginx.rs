@@ -40,8 +40,12 @@ impl Component for Nginx {
             "nginx/mta-sts.txt.j2",
         )?);
         s.directory(Directory::new("/usr/lib/cgi-bin"));
-        // the old script name stays: fcgiwrap runs whatever is there
-        s.file(File::new("/usr/lib/cgi-bin/newemail.py", relay.binary("newemail")?).mode(0o755));
+        // the old script name stays (fcgiwrap runs whatever is there): the multi-call
+        // binary runs as `newemail` under it
+        s.symlink(
+            "/usr/lib/cgi-bin/newemail.py",
+            &super::chatmaild::multi_call_path(),
+        );
         Ok(())
     }
 

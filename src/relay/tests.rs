@@ -7,16 +7,8 @@ use operations::Resource;
 
 use super::*;
 
-const BINARIES: &[&str] = &[
-    "doveauth",
-    "chatmail-metadata",
-    "lastlogin",
-    "chatmail-expire",
-    "chatmail-fsreport",
-    "chatmail-quota-expire",
-    "filtermail",
-    "newemail",
-];
+/// The relay binaries read from `--bin-dir`: one multi-call binary.
+const BINARIES: &[&str] = &["chatmaild"];
 
 /// path -> content of every file in the relay's state for this chatmail.ini text.
 fn files(ini: &str) -> BTreeMap<String, String> {
@@ -364,7 +356,7 @@ fn filtermail_sockets_hold_the_configured_ports_and_only_their_own_change_restar
     );
     for path in [
         "/usr/local/lib/chatmaild/chatmail.ini",
-        "/usr/local/bin/filtermail",
+        "/usr/local/bin/chatmaild",
     ] {
         assert!(
             restarts(path).iter().all(|u| u.ends_with(".service")),
@@ -413,3 +405,65 @@ fn every_relay_command_declares_apt_and_systemd() {
 }
 
 mod trixie;
+
+#[test]
+fn one_multi_call_binary_is_installed_and_every_program_links_to_it() {
+    let state = state_with_skip("[params]\nmail_domain = _relay-a.test\n", false, &[]);
+    let bin = state
+        .resources
+        .iter()
+        .find_map(|r| match r {
+            Resource::File(f) if f.path == "/usr/local/bin/chatmaild" => Some(f),
+            _ => None,
+        })
+        .expect("the multi-call binary");
+    assert_eq!(bin.mode, 0o755);
+    let links: Vec<&str> = state
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Symlink(l) if l.target == "/usr/local/bin/chatmaild" => Some(l.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [
+            "/usr/local/bin/doveauth",
+            "/usr/local/bin/chatmail-metadata",
+            "/usr/local/bin/lastlogin",
+            "/usr/local/bin/chatmail-expire",
+            "/usr/local/bin/chatmail-fsreport",
+            "/usr/local/bin/chatmail-quota-expire",
+            "/usr/local/bin/filtermail",
+            "/usr/lib/cgi-bin/newemail.py",
+        ]
+    );
+    // a new binary restarts exactly the long-running units that run one of its links
+    let runs_it: std::collections::BTreeSet<String> = state
+        .resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::File(f)
+                if f.path.ends_with(".service")
+                    && !String::from_utf8_lossy(&f.content).contains("Type=oneshot")
+                    && links.iter().any(|l| {
+                        String::from_utf8_lossy(&f.content).contains(&format!("ExecStart={l} "))
+                    }) =>
+            {
+                Some(
+                    f.path
+                        .trim_start_matches("/etc/systemd/system/")
+                        .to_string(),
+                )
+            }
+            _ => None,
+        })
+        .collect();
+    let restarted = bin.notify.iter().map(|n| n.unit().to_string()).collect();
+    assert_eq!(runs_it.len(), 6, "{runs_it:?}");
+    assert_eq!(runs_it, restarted);
+    // no other program file is uploaded
+    assert!(!state.resources.iter().any(|r| matches!(r,
+        Resource::File(f) if f.path.starts_with("/usr/local/bin/") && f.path != "/usr/local/bin/chatmaild")));
+}

@@ -1,15 +1,73 @@
-//! Helpers shared by the filtermail integration tests (`mod support;` in each test file).
+//! Helpers shared by the integration tests (`mod support;` in each test file).
 //!
-//! Everything here talks to loopback only: SMTP peers, the `filtermail` binary and a tiny
+//! Everything here talks to loopback only: SMTP peers, the relay programs and a tiny
 //! DNS server. Not every test file uses every helper.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
+
+/// The names the multi-call `chatmaild` binary answers to.
+pub const PROGRAMS: &[&str] = &[
+    "doveauth",
+    "filtermail",
+    "chatmail-metadata",
+    "lastlogin",
+    "chatmail-expire",
+    "chatmail-quota-expire",
+    "chatmail-fsreport",
+    "newemail",
+];
+
+/// The relay program `name` (e.g. `doveauth`, or `chatmaild` itself) as a relay runs it: a
+/// symlink of that name to the multi-call `chatmaild` binary. `CHATMAILD_TEST_BIN` points
+/// the tests at another build of it (e.g. the static aarch64 one) and
+/// `CHATMAILD_TEST_RUNNER` runs that through an emulator (`qemu-aarch64-static`): then
+/// `name` is a script that execs `$RUNNER $BIN name args...` (the subcommand form:
+/// emulators differ in what they pass as argv[0]), and its process is the emulator's, so
+/// signals reach the program.
+pub fn program(name: &str) -> PathBuf {
+    assert!(
+        name == "chatmaild" || PROGRAMS.contains(&name),
+        "{name} is no relay program"
+    );
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let bin = std::env::var_os("CHATMAILD_TEST_BIN")
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_chatmaild").into());
+        let bin = std::fs::canonicalize(&bin)
+            .unwrap_or_else(|e| panic!("CHATMAILD_TEST_BIN {}: {e}", bin.display()));
+        let runner = std::env::var("CHATMAILD_TEST_RUNNER").unwrap_or_default();
+        // one directory per test process: the tests of one file run in parallel and share it
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("relay-programs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in PROGRAMS.iter().chain(&["chatmaild"]) {
+            let path = dir.join(name);
+            if runner.is_empty() {
+                std::os::unix::fs::symlink(&bin, &path).unwrap();
+                continue;
+            }
+            let command = if *name == "chatmaild" { "" } else { name };
+            let script = format!(
+                "#!/bin/sh\nexec {runner} '{}' {command} \"$@\"\n",
+                bin.display()
+            );
+            std::fs::write(&path, script).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        dir
+    })
+    .join(name)
+}
 
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -171,7 +229,7 @@ impl Filtermail {
     /// Start the binary with extra environment and wait for its "entering serving loop"
     /// line (so its listeners are bound).
     pub fn start(ini: &Path, mode: &str, env: &[(&str, &str)]) -> Filtermail {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_filtermail"));
+        let mut command = Command::new(program("filtermail"));
         command
             .arg(ini)
             .arg(mode)

@@ -3,14 +3,15 @@
 //! `appversions.json` is read from the directory of the ini file. The environment variable
 //! `CHATMAIL_NOTIFY_URL` replaces the notification proxy URL (tests, self-hosted proxies).
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use chatmaild::metadata::notifier::{Notifier, NotifierSettings};
 use chatmaild::metadata::tokens::TokenStore;
 use chatmaild::metadata::{MetadataDict, QUEUE_DIR_NAME, appversions};
 
-fn main() -> ExitCode {
-    chatmaild::cli::run_dict_service("chatmail-metadata", |config| {
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    chatmaild::cli::run_dict_service(args, |config| {
         let mbox = &config.mailboxes_dir;
         if !mbox.is_dir() {
             return Err(format!(

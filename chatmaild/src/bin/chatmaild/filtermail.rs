@@ -1,11 +1,12 @@
 //! `filtermail <chatmail.ini> (outgoing|incoming|transport)`: the relay's SMTP filter.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use chatmaild::config::Config;
 use chatmaild::filtermail::{self, Mode, Settings};
 
-fn main() -> ExitCode {
+pub fn main(args: Vec<OsString>) -> ExitCode {
     chatmaild::logging::init();
     // mtail and the tests read filtermail's info lines, so info is the default level here.
     if std::env::var_os("CHATMAILD_LOG").is_none() {
@@ -15,7 +16,7 @@ fn main() -> ExitCode {
             .unwrap_or(log::LevelFilter::Info);
         log::set_max_level(level);
     }
-    match run() {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("filtermail: {e}");
@@ -24,12 +25,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [ini, mode] = &args[..] else {
+fn run(args: Vec<OsString>) -> Result<(), String> {
+    let [_, ini, mode] = &args[..] else {
         return Err("usage: filtermail <chatmail.ini> (outgoing|incoming|transport)".into());
     };
-    let mode: Mode = mode.parse()?;
+    let mode: Mode = mode.to_string_lossy().parse()?;
     let config = Config::load(ini).map_err(|e| e.to_string())?;
     let settings = Settings::from_config(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

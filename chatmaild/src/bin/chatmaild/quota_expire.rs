@@ -1,6 +1,7 @@
 //! `chatmail-quota-expire <target_mb> <mailbox_path>`: run by Dovecot's quota warning to
 //! delete the oldest INBOX messages until the mailbox is below the target size.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,8 +16,9 @@ struct Args {
     mailbox_path: PathBuf,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// `args[0]` is the name it was called by (usage messages show it).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     let now = chatmaild::user::now_secs() as f64;
     chatmaild::expire::quota_expire(
         &args.mailbox_path,

@@ -1,6 +1,7 @@
 //! `chatmail-expire [ini] [--days N] [--maxnum N] [-v] [--remove]`: daily expiry of old
 //! messages and inactive addresses. Without `--remove` nothing is deleted.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -31,8 +32,9 @@ struct Args {
     remove: bool,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// `args[0]` is the name it was called by (usage messages show it).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     let config = match Config::load(&args.chatmail_ini) {
         Ok(c) => c,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! `chatmail-fsreport [ini] [--days N] [--min-login-age DAYS] [--mdir cur|new|tmp]
 //! [--maxnum N] [--textfile PATH] [--legacy-metrics [FILE]]`: storage and login statistics.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,8 +45,9 @@ struct Args {
     legacy_metrics: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// `args[0]` is the name it was called by (usage messages show it).
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
