@@ -8,6 +8,7 @@ mod base;
 mod chatmaild;
 mod context;
 mod dovecot;
+pub mod embedded;
 pub mod dovecot_build;
 pub mod elf;
 mod iroh;
@@ -36,8 +37,9 @@ pub use context::Relay;
 pub struct RelayOptions {
     /// Stop and disable Postfix and Dovecot (first step of a migration).
     pub disable_mail: bool,
-    /// Where the chatmaild and filtermail binaries for the host are.
-    pub bin_dir: PathBuf,
+    /// `--bin-dir`: where the relay binaries for the host are; `None`: those this program
+    /// carries, else the ones next to it.
+    pub bin_dir: Option<PathBuf>,
     /// ACME directory URL (default: Let's Encrypt); tests point it at a local CA.
     pub acme_directory: Option<String>,
     /// Terms-of-service agreement key for acmetool's responses file.
