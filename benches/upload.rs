@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{TestHost, known_hosts, run};
+use common::{TestHost, run};
 
 const DOMAIN: &str = "_ship-upload.test";
 
@@ -35,27 +35,11 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");
     common::test_ini(&tool, &ini, DOMAIN);
-    let kh = known_hosts();
-    let (url, pins) = common::relay::chatmail_dovecot();
-    let mut deploy = vec![
-        "run",
-        "--ssh-host",
-        &host.addr,
-        "--known-hosts",
-        &kh,
-        "--config",
-        ini.to_str().unwrap(),
-        "--skip",
-        "turn,iroh-relay",
-        "--dovecot-debs",
-        url,
-        "--dovecot-pins",
-        pins.to_str().unwrap(),
-    ];
-    let bin_dir_text = bin_dir.as_ref().map(|d| d.display().to_string());
-    if let Some(d) = &bin_dir_text {
-        deploy.extend(["--bin-dir", d.as_str()]);
+    let mut deploy = common::relay::run_args(&host, &ini);
+    if let Some(d) = &bin_dir {
+        deploy.extend(["--bin-dir".to_string(), d.display().to_string()]);
     }
+    let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
 
     let version = run(&tool, &["--version"], &[]);
     println!("tool: {}", tool.display());

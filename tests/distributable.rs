@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TestHost, dns_set, enabled, known_hosts, run};
+use common::{TestHost, dns_set, enabled, run};
 
 const DOMAIN: &str = "_ship-dist.test";
 
@@ -64,23 +64,8 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
     ]);
     let ini = dir.join("chatmail.ini");
     common::test_ini(&tool, &ini, DOMAIN);
-    let kh = known_hosts();
-    let (url, pins) = common::relay::chatmail_dovecot();
-    let args = [
-        "run",
-        "--ssh-host",
-        &host.addr,
-        "--known-hosts",
-        &kh,
-        "--config",
-        ini.to_str().unwrap(),
-        "--skip",
-        "turn,iroh-relay",
-        "--dovecot-debs",
-        url,
-        "--dovecot-pins",
-        pins.to_str().unwrap(),
-    ];
+    let args = common::relay::run_args(&host, &ini);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = run(&tool, &args, &[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
 
