@@ -136,10 +136,11 @@ pub async fn deploy_with(
     // the lock goes before the connection, so that it is free when this run says it is done
     lock.release().await;
     let commands = remote.exec_count();
+    let uploaded = remote.uploaded_bytes();
     remote.close().await;
     let code = result?;
     printer.info(&format!(
-        "done in {:.3} s, {commands} remote command{}",
+        "done in {:.3} s, {commands} remote command{}, {uploaded} bytes uploaded",
         started.elapsed().as_secs_f64(),
         if commands == 1 { "" } else { "s" }
     ));

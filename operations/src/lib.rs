@@ -20,6 +20,7 @@ mod script;
 mod state;
 pub mod step;
 mod templates;
+mod upload;
 
 pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents, stale_temp_cleanup};
 pub use error::Error;

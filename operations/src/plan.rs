@@ -491,7 +491,15 @@ impl Planner<'_> {
                 .filter(|n| self.checks.contains_key(n.unit()))
                 .map(|n| script::keep_previous(script::PREVIOUS_DIR, n.unit(), &f.path))
                 .collect();
-            let write = script::write_file(&f.path, &f.owner, &f.group, f.mode, f.content.len());
+            let upload = crate::upload::prepare(&f.content);
+            let write = script::write_file(
+                &f.path,
+                &f.owner,
+                &f.group,
+                f.mode,
+                f.content.len(),
+                upload.compressed,
+            );
             let script = if keep.is_empty() {
                 write
             } else {
@@ -503,7 +511,7 @@ impl Planner<'_> {
             }
             let mut c = Change::new(ChangeKind::File, actions, &f.path, description, script);
             c.keeps_previous = !keep.is_empty();
-            c.stdin = f.content.clone();
+            c.stdin = upload.stdin;
             if have.is_none() {
                 c.diff = Some(diff::unified(&f.path, b"", &f.content));
             } else {
@@ -839,6 +847,7 @@ impl Planner<'_> {
                         actual,
                     });
                 }
+                let upload = crate::upload::prepare(&bytes);
                 let mut c = Change::new(
                     ChangeKind::Download,
                     vec![Action::Write],
@@ -849,9 +858,16 @@ impl Planner<'_> {
                         local.display(),
                         short(&d.sha256)
                     ),
-                    script::write_file(&d.path, &d.owner, &d.group, d.mode, bytes.len()),
+                    script::write_file(
+                        &d.path,
+                        &d.owner,
+                        &d.group,
+                        d.mode,
+                        bytes.len(),
+                        upload.compressed,
+                    ),
                 );
-                c.stdin = bytes;
+                c.stdin = upload.stdin;
                 c
             }
             None => Change::new(

@@ -10,12 +10,21 @@ pub const TEMP_SUFFIX: &str = ".chatmail-deploy-tmp";
 /// Writes stdin to `path` atomically: a temp file next to it gets owner and mode first, then
 /// is renamed over the old file, so nobody ever reads a half-written or too-open file. A
 /// stdin cut short (the run died mid-upload, and the host saw the end of its input) is not
-/// installed: `size` is the length of the whole content.
-pub(crate) fn write_file(path: &str, owner: &str, group: &str, mode: u32, size: usize) -> String {
+/// installed: `size` is the length of the whole content, as it is on the host (a
+/// `compressed` stdin is unpacked by `gzip -dc`, which also refuses a cut-short stream).
+pub(crate) fn write_file(
+    path: &str,
+    owner: &str,
+    group: &str,
+    mode: u32,
+    size: usize,
+    compressed: bool,
+) -> String {
+    let receive = if compressed { "gzip -dc" } else { "cat" };
     format!(
         "set -e; umask 077; p={p}; t=\"$p{TEMP_SUFFIX}.$$\"; trap 'rm -f \"$t\"' EXIT\n\
          mkdir -p -- \"$(dirname -- \"$p\")\"\n\
-         cat > \"$t\"\n\
+         {receive} > \"$t\"\n\
          got=$(wc -c < \"$t\"); if [ \"$got\" -ne {size} ]; then echo \"$p: only $got of {size} bytes arrived\" >&2; exit 1; fi\n\
          {attrs}\n\
          mv -f -- \"$t\" \"$p\"",
@@ -221,7 +230,7 @@ mod tests {
             .trim()
             .to_string();
         let out = sh(
-            &write_file(path.to_str().unwrap(), &owner, &group, 0o640, 6),
+            &write_file(path.to_str().unwrap(), &owner, &group, 0o640, 6, false),
             b"hello\n",
         );
         assert!(
@@ -234,6 +243,45 @@ mod tests {
         assert_eq!(mode & 0o7777, 0o640);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn write_file_unpacks_a_compressed_upload_and_refuses_a_cut_short_one() {
+        let dir = std::env::temp_dir().join(format!("opgz{}", std::process::id()));
+        let path = dir.join("bin/tool");
+        let p = path.to_str().unwrap();
+        let id = |flag: &str| {
+            let out = sh(&format!("id -{flag}n"), b"").stdout;
+            String::from_utf8_lossy(&out).trim().to_string()
+        };
+        let (owner, group) = (id("u"), id("g"));
+        let content: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 7).to_le_bytes())
+            .collect();
+        let up = crate::upload::prepare(&content);
+        assert!(up.compressed);
+        let script = write_file(p, &owner, &group, 0o755, content.len(), true);
+        let out = sh(&script, &up.stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+
+        // the link died half-way: the old file stays, no temp file is left
+        let other: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 5).to_le_bytes())
+            .collect();
+        let up = crate::upload::prepare(&other);
+        let out = sh(&script, &up.stdin[..up.stdin.len() / 2]);
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -17,12 +17,23 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "chatmail-deploy",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Deploy and operate chatmail relays"
 )]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--version`: the version, the commit, and which relay binaries this program carries.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})\n{}",
+        env!("CARGO_PKG_VERSION"),
+        env!("CHATMAIL_DEPLOY_COMMIT"),
+        crate::relay::embedded::summary()
+    )
+});
 
 /// Where chatmail.ini is (shared by the commands that read it).
 #[derive(Debug, Clone, clap::Args)]

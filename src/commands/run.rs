@@ -21,7 +21,8 @@ pub struct Args {
     /// Stop and disable Postfix and Dovecot, deploy everything else (first step of a migration)
     #[arg(long)]
     disable_mail: bool,
-    /// Directory with the relay binaries built for the host (default: next to this program)
+    /// Directory with the relay binaries built for the host (default: those this program
+    /// carries for the host's arch, else the ones next to this program)
     #[arg(long, env = "CHATMAIL_BIN_DIR", value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// ACME directory URL instead of Let's Encrypt's (for test CAs)
@@ -65,13 +66,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.config.display()
         );
     }
-    let bin_dir = match args.bin_dir {
-        Some(d) => d,
-        None => std::env::current_exe()?
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_default(),
-    };
     let dovecot_debs = match (&args.dovecot_debs, &args.dovecot_pins) {
         (Some(url), Some(pins)) => {
             let text = std::fs::read_to_string(pins)
@@ -83,11 +77,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let options = RelayOptions {
         disable_mail: args.disable_mail,
-        bin_dir,
+        bin_dir: args.bin_dir,
         acme_directory: args.acme_directory,
         acme_agreement: args.acme_agreement,
         version: version_stamp(),
-        arch: std::env::consts::ARCH.into(),
+        // the host's arch replaces it once its facts are in (`Relay::for_host`)
+        arch: relay::embedded::planning_arch().into(),
         local_binaries: args.binaries.into_iter().collect(),
         skip: args.skip.into_iter().collect(),
         website_only: args.website_only,

@@ -124,9 +124,23 @@ impl Relay {
         Ok(File::new(path, self.render(template, json!({}))?))
     }
 
-    /// The bytes of one of the relay's binaries, built for the host.
+    /// The bytes of one of the relay's binaries, built for the host: from `--bin-dir` if
+    /// given, else those this program carries for the host's arch, else the files next to
+    /// this program (a build from source). Each is checked against the host first.
     pub fn binary(&self, name: &str) -> anyhow::Result<Vec<u8>> {
-        let path = self.options.bin_dir.join(name);
+        let dir = match &self.options.bin_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                if let Some(embedded) = super::embedded::binary(&self.options.arch, name) {
+                    let bytes = embedded.map_err(anyhow::Error::msg)?;
+                    let label = format!("embedded {}/{name}", self.options.arch);
+                    self.check_program(Path::new(&label), &bytes)?;
+                    return Ok(bytes);
+                }
+                beside_this_program()?
+            }
+        };
+        let path = dir.join(name);
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "relay binary {} is missing: build it with `cargo build --release -p chatmaild` or pass --bin-dir",
@@ -136,6 +150,11 @@ impl Relay {
         self.check_program(&path, &bytes)?;
         Ok(bytes)
     }
+}
+
+fn beside_this_program() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
 /// The pages from `www_folder`; a disabled or broken site leaves the deployed one alone.

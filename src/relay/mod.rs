@@ -10,6 +10,7 @@ mod context;
 mod dovecot;
 pub mod dovecot_build;
 pub mod elf;
+pub mod embedded;
 mod iroh;
 mod mtail;
 mod nginx;
@@ -37,8 +38,9 @@ pub use context::Relay;
 pub struct RelayOptions {
     /// Stop and disable Postfix and Dovecot (first step of a migration).
     pub disable_mail: bool,
-    /// Where the chatmaild and filtermail binaries for the host are.
-    pub bin_dir: PathBuf,
+    /// `--bin-dir`: where the relay binaries for the host are; `None`: those this program
+    /// carries, else the ones next to it.
+    pub bin_dir: Option<PathBuf>,
     /// ACME directory URL (default: Let's Encrypt); tests point it at a local CA.
     pub acme_directory: Option<String>,
     /// Terms-of-service agreement key for acmetool's responses file.

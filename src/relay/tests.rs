@@ -64,7 +64,7 @@ fn state_on(
     let path = dir.join("chatmail.ini");
     std::fs::write(&path, ini).unwrap();
     let options = RelayOptions {
-        bin_dir: dir.clone(),
+        bin_dir: Some(dir.clone()),
         version: "test\n".into(),
         arch: "x86_64".into(),
         website_only,

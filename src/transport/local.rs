@@ -64,6 +64,10 @@ impl Local {
         self.count.get()
     }
 
+    pub fn uploaded_bytes(&self) -> usize {
+        self.count.stdin_bytes()
+    }
+
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
         self.exec_streaming(command, stdin, &|_| {}).await
     }
@@ -80,7 +84,7 @@ impl Local {
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
         self.lock_lost.check()?;
-        self.count.bump();
+        self.count.bump(stdin.len());
         let mut child = shell(command)?;
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let (stdout, stderr) = (
@@ -112,7 +116,7 @@ impl Local {
     /// See `Ssh::exec_held`: the shell keeps running, fed heartbeats, until released or
     /// until this process dies (its stdin pipe closes with it).
     pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
-        self.count.bump();
+        self.count.bump(0);
         let mut child = shell(command)?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut stdout = child.stdout.take().expect("stdout is piped");

@@ -36,6 +36,14 @@ impl Host {
         }
     }
 
+    /// Bytes sent to the remote commands' stdin so far: what the run uploaded.
+    pub fn uploaded_bytes(&self) -> usize {
+        match self {
+            Host::Ssh(s) => s.uploaded_bytes(),
+            Host::Local(l) => l.uploaded_bytes(),
+        }
+    }
+
     /// Starts a command that answers up to `marker` and then keeps running for the rest of
     /// the run (the run lock); see [`Ssh::exec_held`].
     pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
@@ -117,16 +125,25 @@ impl LockLost {
     }
 }
 
-/// Counts commands; shared by both transports.
+/// Counts commands and the bytes sent to their stdin (the uploads); shared by both
+/// transports.
 #[derive(Debug, Default)]
-struct Counter(AtomicUsize);
+struct Counter {
+    commands: AtomicUsize,
+    stdin_bytes: AtomicUsize,
+}
 
 impl Counter {
-    fn bump(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn bump(&self, stdin: usize) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.stdin_bytes.fetch_add(stdin, Ordering::Relaxed);
     }
 
     fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    fn stdin_bytes(&self) -> usize {
+        self.stdin_bytes.load(Ordering::Relaxed)
     }
 }

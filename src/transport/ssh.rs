@@ -131,6 +131,10 @@ impl Ssh {
         self.count.get()
     }
 
+    pub fn uploaded_bytes(&self) -> usize {
+        self.count.stdin_bytes()
+    }
+
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
         self.exec_streaming(command, stdin, &|_| {}).await
     }
@@ -147,7 +151,7 @@ impl Ssh {
             .await
             .map_err(|e| RemoteError(e.to_string()))?;
         self.lock_lost.check()?;
-        self.count.bump();
+        self.count.bump(stdin.len());
         let channel = self.open_channel().await?;
         channel.exec(true, command).await.map_err(lost)?;
         // Send stdin while reading the answer: a command that fails half-way (a full disk
@@ -211,7 +215,7 @@ impl Ssh {
     /// of the connection closes its stdin. A command that ends before the marker is answered
     /// like [`Ssh::exec`].
     pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
-        self.count.bump();
+        self.count.bump(0);
         let channel = self.open_channel().await?;
         channel.exec(true, command).await.map_err(lost)?;
         let (mut reader, writer) = channel.split();

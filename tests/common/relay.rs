@@ -61,6 +61,30 @@ pub fn chatmail_dovecot() -> &'static (String, PathBuf) {
     })
 }
 
+/// `run` arguments that deploy `ini` to `host` with chatmail's Dovecot build from the test
+/// network, leaving out the components that download from GitHub; the caller says where
+/// the relay binaries come from.
+pub fn run_args(host: &TestHost, ini: &std::path::Path) -> Vec<String> {
+    let (url, pins) = chatmail_dovecot();
+    [
+        "run",
+        "--ssh-host",
+        &host.addr,
+        "--known-hosts",
+        &known_hosts(),
+        "--config",
+        ini.to_str().unwrap(),
+        "--skip",
+        "turn,iroh-relay",
+        "--dovecot-debs",
+        url,
+        "--dovecot-pins",
+        pins.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A booted test host with a chatmail.ini for `domain` (not deployed yet).
 pub struct Relay {
     pub host: TestHost,
