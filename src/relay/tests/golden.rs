@@ -64,15 +64,16 @@ fn render(ini: &str, release: Release) -> Rendered {
     for r in &state.resources {
         match r {
             Resource::File(f) => {
+                // binaries (the test's stand-ins) and the web pages (built from www/, which
+                // tests/pages checks) are summarized; every config is kept whole
                 let text = std::str::from_utf8(&f.content)
                     .ok()
-                    .filter(|_| !f.path.starts_with(BIN_DIR));
+                    .filter(|_| !f.path.starts_with(BIN_DIR) && !f.path.starts_with("/var/www/"));
                 let what = match text {
                     Some(text) => {
                         files.insert(f.path.clone(), text.to_string());
                         "text".to_string()
                     }
-                    // binaries: the test's stand-ins or images; their bytes say nothing here
                     None => format!("{} bytes", f.content.len()),
                 };
                 writeln!(
