@@ -290,14 +290,19 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
-/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
+/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one. Tests of one binary run
+/// in parallel: one makes it while the others wait, and it counts as made only once pip is
+/// done (a venv whose python exists may still lack the client).
 pub fn e2e_python() -> PathBuf {
     if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
         return PathBuf::from(p);
     }
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv");
     let python = venv.join("bin/python3");
-    if !python.exists() {
+    let ready = venv.join(".client-installed");
+    if !ready.exists() {
         let ok = Command::new("python3")
             .arg("-m")
             .arg("venv")
@@ -318,6 +323,7 @@ pub fn e2e_python() -> PathBuf {
                 .unwrap()
                 .success();
         assert!(ok, "cannot install the Delta Chat client from PyPI");
+        std::fs::write(&ready, b"").unwrap();
     }
     python
 }
