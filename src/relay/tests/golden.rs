@@ -1,5 +1,6 @@
-//! Golden files: every file the relay deploys, for each kind of relay, compared with the copy
-//! in `tests/golden/<kind>/`, so a template change shows up as a readable diff in the failing
+//! Golden files: every file the relay renders, for each kind of relay, compared with the copy
+//! in `tests/golden/<kind>/` (files deployed verbatim from `templates/` are named there, not
+//! copied), so a template change shows up as a readable diff in the failing
 //! test and in review. `CHATMAIL_BLESS=1 cargo test --lib golden` writes the new copies.
 
 use std::collections::BTreeMap;
@@ -57,8 +58,33 @@ struct Rendered {
     resources: String,
 }
 
+/// content -> path under templates/ of every template deployed as it is (no `.j2`): such a
+/// file is its own golden copy, and a second copy per relay kind would only repeat it.
+fn verbatim_templates() -> BTreeMap<Vec<u8>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_none_or(|e| e != "j2") {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(std::fs::read(&path).unwrap(), rel);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut out = BTreeMap::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
 fn render(ini: &str, release: Release) -> Rendered {
     let state = state_on(ini, false, &[], release);
+    let verbatim = verbatim_templates();
     let mut files = BTreeMap::new();
     let mut resources = String::new();
     for r in &state.resources {
@@ -69,12 +95,13 @@ fn render(ini: &str, release: Release) -> Rendered {
                 let text = std::str::from_utf8(&f.content)
                     .ok()
                     .filter(|_| !f.path.starts_with(BIN_DIR) && !f.path.starts_with("/var/www/"));
-                let what = match text {
-                    Some(text) => {
+                let what = match (text, verbatim.get(&f.content)) {
+                    (Some(_), Some(template)) => format!("= templates/{template}"),
+                    (Some(text), None) => {
                         files.insert(f.path.clone(), text.to_string());
                         "text".to_string()
                     }
-                    None => format!("{} bytes", f.content.len()),
+                    (None, _) => format!("{} bytes", f.content.len()),
                 };
                 writeln!(
                     resources,
