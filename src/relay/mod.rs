@@ -126,7 +126,10 @@ pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
     let mut query = desired_state(relay)?.query();
     let mut per_release = Vec::new();
     for release in release::ALL {
-        per_release.push((release, desired_state(&relay.with_release(release))?.query()));
+        per_release.push((
+            release,
+            desired_state(&relay.with_release(release))?.query(),
+        ));
     }
     for (_, q) in &per_release {
         let mut q = q.clone();
