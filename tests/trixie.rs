@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::relay::{Relay, UNITS, chat_client_with_push, push_endpoint};
+use common::relay::{Relay, chat_client_with_push, push_endpoint};
 use common::{dns_set, enabled};
 
 const NAME: &str = "tx-relay";
@@ -57,11 +57,7 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
         "{}",
         first.stdout
     );
-    let states = h.sh(&format!("systemctl is-active {} || true", UNITS.join(" ")));
-    for (unit, state) in UNITS.iter().zip(states.lines()) {
-        assert_eq!(state, "active", "{unit}");
-    }
-    assert_eq!(h.sh("systemctl --failed --no-legend --plain").trim(), "");
+    relay.assert_units_active("after the first run");
 
     // Debian's 2.4 runs, never chatmail's 2.3 set (it breaks apt on 13)
     let dovecot = h.sh("dpkg-query -W -f='${Version}' dovecot-core");
@@ -124,17 +120,5 @@ fn trixie_relay_converges_passes_every_check_and_is_idempotent() {
         "{errors}"
     );
 
-    let before = relay.main_pids(UNITS);
-    let second = relay.deploy(&[]);
-    assert_eq!(second.code, 0, "{}", second.stderr);
-    assert!(
-        second.last_line().starts_with("summary: 0 changed"),
-        "{}",
-        second.stdout
-    );
-    assert_eq!(
-        relay.main_pids(UNITS),
-        before,
-        "a second run restarted a unit"
-    );
+    relay.assert_rerun_changes_nothing();
 }

@@ -57,8 +57,21 @@ impl Component for Postfix {
         if relay.release == Release::Trixie {
             // 12's postfix.service only started the instance postfix@-, which keeps running
             // through a dist-upgrade; 13's postfix.service is the daemon itself and cannot
-            // (re)start beside it ("conflicting jobs", measured)
-            s.service(Service::stopped("postfix@-.service"));
+            // (re)start beside it ("conflicting jobs", measured). Its stop runs 13's
+            // postfix@.service, made for other instances: `postfix stop` finds no
+            // /etc/postfix-/main.cf, systemd kills the daemons and leaves the unit failed
+            // (measured), so the stop clears that too
+            const OLD_INSTANCE: &str = "postfix@-.service";
+            s.add(
+                Command::new(
+                    format!("{OLD_INSTANCE}: stop 12's instance"),
+                    format!("systemctl stop {OLD_INSTANCE}; systemctl reset-failed {OLD_INSTANCE}"),
+                    Guard::OnlyIf(format!(
+                        "systemctl is-active -q {OLD_INSTANCE} || systemctl is-failed -q {OLD_INSTANCE}"
+                    )),
+                )
+                .uses_systemd(),
+            );
         }
         // main.cf and master.cf parse, and `postfix check` finds nothing fatal
         s.config_check(

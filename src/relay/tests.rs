@@ -53,6 +53,22 @@ fn state_on(
     skip: &[&str],
     release: release::Release,
 ) -> operations::State {
+    with_relay(ini, website_only, skip, release, |relay| {
+        let state = desired_state(relay).unwrap();
+        state.validate().unwrap();
+        state
+    })
+}
+
+/// Calls `f` with the relay for this chatmail.ini text on a host of Debian `release`, its
+/// binaries stand-ins in a temporary `--bin-dir`.
+fn with_relay<T>(
+    ini: &str,
+    website_only: bool,
+    skip: &[&str],
+    release: release::Release,
+    f: impl FnOnce(&Relay) -> T,
+) -> T {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -78,10 +94,9 @@ fn state_on(
     )
     .unwrap()
     .with_release(release);
-    let state = desired_state(&relay).unwrap();
-    state.validate().unwrap();
+    let result = f(&relay);
     std::fs::remove_dir_all(&dir).unwrap();
-    state
+    result
 }
 
 fn every_template_is_used(f: &BTreeMap<String, String>) {

@@ -290,42 +290,46 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A Python with the Delta Chat client (deltachat-rpc-server and -client from PyPI), made on
-/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one. Tests of one binary run
-/// in parallel: one makes it while the others wait, and it counts as made only once pip is
-/// done (a venv whose python exists may still lack the client).
+/// first use in target/e2e-venv unless CHATMAIL_E2E_PYTHON names one.
 pub fn e2e_python() -> PathBuf {
     if let Some(p) = std::env::var_os("CHATMAIL_E2E_PYTHON") {
         return PathBuf::from(p);
     }
-    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-venv");
     let python = venv.join("bin/python3");
-    let ready = venv.join(".client-installed");
-    if !ready.exists() {
-        let ok = Command::new("python3")
+    installed_once(&venv.join(".client-installed"), || {
+        Command::new("python3")
             .arg("-m")
             .arg("venv")
             .arg(&venv)
             .status()
             .unwrap()
             .success()
-            && Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "deltachat-rpc-server",
-                    "deltachat-rpc-client",
-                ])
-                .status()
-                .unwrap()
-                .success();
-        assert!(ok, "cannot install the Delta Chat client from PyPI");
-        std::fs::write(&ready, b"").unwrap();
-    }
+            && pip_install(&python, &["deltachat-rpc-server", "deltachat-rpc-client"])
+    });
     python
+}
+
+/// Runs `install` unless `marker` exists, and writes `marker` once it succeeded. Tests of one
+/// binary run in parallel: one installs while the others wait, and an install counts as done
+/// only after it finished (a venv whose python exists may still lack the packages).
+fn installed_once(marker: &Path, install: impl FnOnce() -> bool) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if marker.exists() {
+        return;
+    }
+    assert!(install(), "cannot install {}", marker.display());
+    std::fs::write(marker, b"").unwrap();
+}
+
+fn pip_install(python: &Path, packages: &[&str]) -> bool {
+    Command::new(python)
+        .args(["-m", "pip", "install", "-q"])
+        .args(packages)
+        .status()
+        .unwrap()
+        .success()
 }
 
 /// The number of remote commands from the deploy tool's "done in 0.123 s, 1 remote command".
@@ -404,17 +408,11 @@ pub fn dkim_record(host: &TestHost, domain: &str) -> String {
     )
 }
 
-/// `cmping` (PyPI), installed on first use into the venv of [`e2e_python`].
+/// `cmping` (PyPI), installed on first use beside the python of [`e2e_python`].
 pub fn cmping() -> PathBuf {
     let python = e2e_python();
-    let cmping = python.with_file_name("cmping");
-    if !cmping.exists() {
-        let ok = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "cmping"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cannot install cmping from PyPI");
-    }
-    cmping
+    installed_once(&python.with_file_name(".cmping-installed"), || {
+        pip_install(&python, &["cmping"])
+    });
+    python.with_file_name("cmping")
 }

@@ -160,6 +160,40 @@ impl Relay {
         run(&deploy_tool(), &args, &[])
     }
 
+    /// Every unit in [`UNITS`] is active and none has failed (`when` names the moment).
+    pub fn assert_units_active(&self, when: &str) {
+        let states = self
+            .host
+            .sh(&format!("systemctl is-active {} || true", UNITS.join(" ")));
+        for (unit, state) in UNITS.iter().zip(states.lines()) {
+            assert_eq!(state, "active", "{when}: {unit}");
+        }
+        assert_eq!(
+            self.host
+                .sh("systemctl --failed --no-legend --plain")
+                .trim(),
+            "",
+            "{when}: failed units"
+        );
+    }
+
+    /// Deploys again: nothing changes and no unit restarts.
+    pub fn assert_rerun_changes_nothing(&self) {
+        let before = self.main_pids(UNITS);
+        let again = self.deploy(&[]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(
+            again.last_line().starts_with("summary: 0 changed"),
+            "{}",
+            again.stdout
+        );
+        assert_eq!(
+            self.main_pids(UNITS),
+            before,
+            "a second run restarted a unit"
+        );
+    }
+
     pub fn append_ini(&self, text: &str) {
         let old = std::fs::read_to_string(&self.ini).unwrap();
         std::fs::write(&self.ini, old + text).unwrap();

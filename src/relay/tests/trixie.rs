@@ -77,3 +77,33 @@ fn every_dovecot_24_option_renders() {
         );
     }
 }
+
+#[test]
+fn a_check_only_one_release_makes_runs_only_on_that_release() {
+    let ini = "[params]\nmail_domain = chat.example.org\nacme_email = a@example.org\n";
+    let query = super::with_relay(ini, false, &[], Release::Bookworm, |relay| {
+        super::super::fact_query(relay).unwrap()
+    });
+    // the probe whether chatmail's Dovecot .debs can be downloaded: 12's state only
+    let (key, probe) = query
+        .checks
+        .iter()
+        .find(|(key, _)| key.contains("curl -fsI"))
+        .expect("the download probe is asked");
+    let gate = "case \"$(. /etc/os-release; echo \"$VERSION_ID\")\" in 12) ;; *) exit 1 ;; esac\n";
+    assert_eq!(*probe, format!("{gate}{key}"));
+    // checks both releases make run everywhere, as they are
+    assert!(query.checks.iter().any(|(key, command)| key == command));
+    // the gate passes on the release it names and stops elsewhere (this machine runs 12)
+    let here = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if here.contains("VERSION_ID=\"12\"") {
+        for (release, ok) in [("12", true), ("13", false)] {
+            let script = format!("( {}true )", gate.replace("12)", &format!("{release})")));
+            let status = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .status()
+                .unwrap();
+            assert_eq!(status.success(), ok, "{script}");
+        }
+    }
+}
