@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chatmail_deploy::deploy::{HostArgs, PlanArgs, deploy, run_main};
 use clap::Parser;
+use engine::driver::{HostArgs, PlanArgs, deploy, run_main};
 use operations::{Directory, Download, File, Group, Removed, Service, State, Templates, User};
 use serde_json::json;
 
@@ -47,13 +47,15 @@ struct Args {
     extra_files: usize,
 }
 
-fn state(args: &Args) -> anyhow::Result<State> {
+fn state(args: &Args) -> Result<State, operations::Error> {
     let mut t = Templates::new();
     match &args.page_template {
         Some(path) => t.add(
             "index.html",
-            &std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            &std::fs::read_to_string(path).map_err(|source| operations::Error::LocalFile {
+                path: path.display().to_string(),
+                source,
+            })?,
         )?,
         None => t.add("index.html", include_str!("index.html.j2"))?,
     }

@@ -4,15 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::Args;
 use operations::{ApplyOptions, State};
 
-use crate::output::{Printer, Summary};
+use crate::Error;
+use crate::printer::{Printer, Summary};
+use crate::transport::{Host, SshOptions, Target, lock};
 
 /// Package installs and removals each end a round; more rounds than this mean a loop.
 const MAX_ROUNDS: usize = 4;
-use crate::transport::{Host, SshOptions, Target, lock};
 
 /// How to reach the host.
 #[derive(Debug, Clone, Args)]
@@ -55,11 +55,11 @@ impl HostArgs {
         }
     }
 
-    pub fn target(&self) -> anyhow::Result<Target> {
+    pub fn target(&self) -> Result<Target, Error> {
         let host = self
             .ssh_host
             .as_deref()
-            .context("no host to connect to: pass --ssh-host")?;
+            .ok_or_else(|| Error::Target("no host to connect to: pass --ssh-host".into()))?;
         let config = self
             .ssh_config
             .clone()
@@ -67,11 +67,11 @@ impl HostArgs {
         Target::parse(host, config.as_deref())
     }
 
-    pub fn ssh_options(&self) -> anyhow::Result<SshOptions> {
+    pub fn ssh_options(&self) -> Result<SshOptions, Error> {
         let known_hosts = match &self.known_hosts {
             Some(p) => p.clone(),
             None => home()
-                .context("HOME is not set: pass --known-hosts")?
+                .ok_or_else(|| Error::Target("HOME is not set: pass --known-hosts".into()))?
                 .join(".ssh/known_hosts"),
         };
         Ok(SshOptions {
@@ -91,7 +91,7 @@ pub async fn deploy(
     host: &HostArgs,
     plan_args: &PlanArgs,
     state: &State,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, Error> {
     deploy_with(host, plan_args, &state.query(), &|_| Ok(state.clone())).await
 }
 
@@ -102,8 +102,8 @@ pub async fn deploy_with(
     host: &HostArgs,
     plan_args: &PlanArgs,
     query: &facts::Query,
-    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
-) -> anyhow::Result<ExitCode> {
+    state_for: &(dyn Fn(&facts::HostFacts) -> Result<State, Error> + Sync),
+) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let printer = Printer::new(plan_args.json);
     let target = host.target()?;
@@ -155,11 +155,14 @@ const FACTS_BOUND: Duration = Duration::from_secs(120);
 async fn within<T>(
     bound: Duration,
     what: &str,
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     match tokio::time::timeout(bound, future).await {
         Ok(result) => result,
-        Err(_) => bail!("{what}: no result within {} s", bound.as_secs()),
+        Err(_) => Err(Error::Timeout {
+            what: what.into(),
+            secs: bound.as_secs(),
+        }),
     }
 }
 
@@ -178,8 +181,8 @@ async fn plan_and_apply(
     plan_args: &PlanArgs,
     query: &facts::Query,
     facts: &facts::HostFacts,
-    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
-) -> anyhow::Result<ExitCode> {
+    state_for: &(dyn Fn(&facts::HostFacts) -> Result<State, Error> + Sync),
+) -> Result<ExitCode, Error> {
     let mut state = state_for(facts)?;
     let resources = state.resources.len();
     let mut plan = operations::plan(&state, facts)?;
@@ -234,10 +237,10 @@ async fn plan_and_apply(
         state = state_for(&facts)?;
         plan = operations::plan(&state, &facts)?;
         if round == MAX_ROUNDS && !plan.is_empty() {
-            bail!(
-                "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
-                names(&plan)
-            );
+            return Err(Error::NotConverged {
+                rounds: MAX_ROUNDS,
+                left: names(&plan),
+            });
         }
     }
     // Only the host can say whether the changes took: a package that installs under
@@ -248,10 +251,7 @@ async fn plan_and_apply(
         let left = operations::plan(&state_for(&facts)?, &facts)?;
         warnings = left.warnings.clone();
         if !left.changes.is_empty() {
-            bail!(
-                "the host does not match the desired state after applying, still different: {}",
-                names(&left)
-            );
+            return Err(Error::Mismatch(names(&left)));
         }
     }
     // said about the host as the run leaves it
@@ -277,7 +277,7 @@ async fn gather(
     remote: &Host,
     query: &facts::Query,
     state: &State,
-) -> anyhow::Result<facts::HostFacts> {
+) -> Result<facts::HostFacts, Error> {
     let mut all = query.clone();
     all.merge(&state.query());
     within(FACTS_BOUND, "gathering facts", async {
@@ -295,10 +295,11 @@ fn names(plan: &operations::Plan) -> String {
         .join("; ")
 }
 
-/// Runs `main_inner` on a tokio runtime and turns an error into one line and exit status 1.
-pub fn run_main<F>(f: F) -> ExitCode
+/// Runs `f` on a tokio runtime and turns an error into one line and exit status 1.
+pub fn run_main<F, E>(f: F) -> ExitCode
 where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+    F: std::future::Future<Output = Result<ExitCode, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -314,26 +315,10 @@ where
     match runtime.block_on(f) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", crate::one_line(e.into().as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, without repeating a cause the message already holds.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
 }
 
 #[cfg(test)]
