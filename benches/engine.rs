@@ -20,12 +20,12 @@ fn main() {
         return;
     }
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--example", "webhost"])
+        .args(["build", "--release", "-p", "webhost"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo build");
     assert!(status.success());
-    let webhost = common::target_dir().join("release/examples/webhost");
+    let webhost = common::target_dir().join("release/webhost");
     let host = TestHost::up("bench-engine");
     let kh = known_hosts();
 

@@ -1,7 +1,7 @@
 //! The engine on its own, without chatmail: nginx serving a templated page, a system user,
 //! a directory, a pinned download and a tiny systemd service.
 //!
-//!     cargo run --example webhost -- --ssh-host HOST [--dry-run]
+//!     cargo run -p webhost -- --ssh-host HOST [--dry-run]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,7 +92,7 @@ fn state(args: &Args) -> Result<State, operations::Error> {
     s.file(
         File::new(format!("{ROOT}/index.html"), t.render("index.html", &vars)?).owner(USER, USER),
     );
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/webhost/logo.svg");
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("logo.svg");
     s.add(Download {
         path: format!("{ROOT}/logo.svg"),
         url: args.logo_url.clone().unwrap_or_default(),
