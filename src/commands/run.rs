@@ -92,6 +92,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let relay = Relay::load(&args.config.config, options)?;
+    let reporter = engine::printer::for_output(args.plan.json);
+    for warning in &relay.warnings {
+        reporter.host_warning(warning);
+    }
     if relay.options.website_only && relay.website.is_none() {
         bail!("--website-only: there are no web pages to deploy (see the warning above)");
     }
@@ -107,13 +111,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(engine::Error::state)
     };
     let host = args.host.or_host(&relay.config.mail_domain_bare);
-    let code = deploy_with(&host, &args.plan, &query, &state_for).await?;
+    let code = deploy_with(&host, &args.plan, &query, &state_for, &*reporter).await?;
     if !relay.config.unused_keys.is_empty() {
-        eprintln!(
-            "warning: {} contains settings that have no effect: {}",
+        reporter.host_warning(&format!(
+            "{} contains settings that have no effect: {}",
             args.config.config.display(),
             relay.config.unused_keys.join(", ")
-        );
+        ));
     }
     Ok(code)
 }
