@@ -380,6 +380,8 @@ fn names(plan: &operations::Plan) -> String {
 }
 
 /// Runs `f` on a tokio runtime and turns an error into one line and exit status 1.
+// the program's last line, after every reporter is gone
+#[allow(clippy::print_stderr)]
 pub fn run_main<F, E>(f: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<ExitCode, E>>,
@@ -499,7 +501,10 @@ mod reporting {
             .open(lock::LOCK_FILE)
             .is_err()
         {
-            eprintln!("skipped: needs to take the run lock {}", lock::LOCK_FILE);
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipped: needs to take the run lock {}", lock::LOCK_FILE);
+            }
             return;
         }
         let dir = std::env::temp_dir().join(format!("engine-reporting-{}", std::process::id()));
