@@ -3,6 +3,9 @@
 //!
 //!     CHATMAIL_TESTHOSTS=1 cargo bench --bench engine
 //!
+//! `ENGINE_BENCH_WEBHOST=/path/to/webhost` measures that build instead of a fresh release
+//! build (another commit's, say, to compare before and after a change).
+//!
 //! Prints numbers; asserts nothing about them.
 
 #[path = "../tests/common/mod.rs"]
@@ -19,14 +22,20 @@ fn main() {
     if !common::enabled("engine bench") {
         return;
     }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--example", "webhost"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    let webhost = common::target_dir().join("release/examples/webhost");
-    let host = TestHost::up("bench-engine");
+    let webhost = match std::env::var_os("ENGINE_BENCH_WEBHOST") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--release", "-p", "webhost"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo build");
+            assert!(status.success());
+            common::target_dir().join("release/webhost")
+        }
+    };
+    println!("measuring {}", webhost.display());
+    let host = TestHost::up("eng-bench");
     let kh = known_hosts();
 
     println!(

@@ -2,10 +2,7 @@
 
 pub mod bench;
 pub mod commands;
-pub mod deploy;
 pub mod dns;
-pub mod output;
 pub mod probe;
 pub mod relay;
-pub mod transport;
 pub mod www;

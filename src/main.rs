@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use chatmail_deploy::commands::Cli;
-use chatmail_deploy::deploy::run_main;
 use clap::Parser;
+use engine::driver::run_main;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

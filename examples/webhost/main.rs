@@ -1,13 +1,13 @@
 //! The engine on its own, without chatmail: nginx serving a templated page, a system user,
 //! a directory, a pinned download and a tiny systemd service.
 //!
-//!     cargo run --example webhost -- --ssh-host HOST [--dry-run]
+//!     cargo run -p webhost -- --ssh-host HOST [--dry-run]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chatmail_deploy::deploy::{HostArgs, PlanArgs, deploy, run_main};
 use clap::Parser;
+use engine::driver::{HostArgs, PlanArgs, deploy, run_main};
 use operations::{Directory, Download, File, Group, Removed, Service, State, Templates, User};
 use serde_json::json;
 
@@ -47,13 +47,15 @@ struct Args {
     extra_files: usize,
 }
 
-fn state(args: &Args) -> anyhow::Result<State> {
+fn state(args: &Args) -> Result<State, operations::Error> {
     let mut t = Templates::new();
     match &args.page_template {
         Some(path) => t.add(
             "index.html",
-            &std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            &std::fs::read_to_string(path).map_err(|source| operations::Error::LocalFile {
+                path: path.display().to_string(),
+                source,
+            })?,
         )?,
         None => t.add("index.html", include_str!("index.html.j2"))?,
     }
@@ -90,7 +92,7 @@ fn state(args: &Args) -> anyhow::Result<State> {
     s.file(
         File::new(format!("{ROOT}/index.html"), t.render("index.html", &vars)?).owner(USER, USER),
     );
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/webhost/logo.svg");
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("logo.svg");
     s.add(Download {
         path: format!("{ROOT}/logo.svg"),
         url: args.logo_url.clone().unwrap_or_default(),

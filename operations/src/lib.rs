@@ -25,7 +25,7 @@ mod upload;
 pub use apply::{ApplyOptions, Outcome, apply, fetch_old_contents, stale_temp_cleanup};
 pub use error::Error;
 pub use plan::{Action, Change, ChangeKind, Plan, plan};
-pub use report::{NullReporter, Reporter};
+pub use report::{NullReporter, Reporter, Summary};
 pub use resource::{
     Command, Directory, Download, File, Group, Guard, Notify, PROTECTED_TREES, Package, Removed,
     RemovedTree, Resource, Service, Symlink, User,

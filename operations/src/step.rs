@@ -137,6 +137,7 @@ pub async fn run<R: Remote>(
     if out.success() {
         return Ok(out);
     }
+    reporter.command_failed(what, &String::from_utf8_lossy(&out.stderr));
     let detail = match (out.status, out.error_text()) {
         (None, _) => "killed by a signal".to_string(),
         (Some(code), text) if text.is_empty() => format!("exit status {code}"),

@@ -70,6 +70,9 @@ impl Reporter for RecordingReporter {
     fn warning(&self, change: &Change, message: &str) {
         self.push(format!("warning from {}: {message}", change.description));
     }
+    fn command_failed(&self, what: &str, stderr: &str) {
+        self.push(format!("failed: {what}: stderr {:?}", stderr.trim_end()));
+    }
 }
 
 impl RecordingReporter {

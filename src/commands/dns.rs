@@ -8,16 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chatmaild::config::Config;
+use engine::driver::HostArgs;
+use engine::transport::{Host, Target};
 use hickory_resolver::TokioResolver;
 use tokio::task::JoinSet;
 
 use super::ConfigArg;
-use crate::deploy::HostArgs;
 use crate::dns::check::{self, Outcome, Verdict};
 use crate::dns::host::{self, SmtpProbe};
 use crate::dns::records::{self, Expected, HostFacts, Need, RelayDomain, Rtype, Rule};
 use crate::dns::zonefile::{self, Fix};
-use crate::transport::{Host, Target};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+use engine::driver::{HostArgs, PlanArgs, deploy_with};
+
 use super::ConfigArg;
-use crate::deploy::{HostArgs, PlanArgs, deploy_with};
 use crate::relay::dovecot_build::DovecotDebs;
 use crate::relay::{self, Relay, RelayOptions};
 
@@ -91,6 +92,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let relay = Relay::load(&args.config.config, options)?;
+    let reporter = engine::printer::for_output(args.plan.json);
+    for warning in &relay.warnings {
+        reporter.host_warning(warning);
+    }
     if relay.options.website_only && relay.website.is_none() {
         bail!("--website-only: there are no web pages to deploy (see the warning above)");
     }
@@ -99,19 +104,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     relay::preflight::extend_query(&relay.config, &mut query);
     relay.options.dovecot_debs.extend_query(&mut query);
     relay::elf::extend_query(&mut query);
-    let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
-        relay::preflight::check(&relay.config, facts)?;
-        // every binary is checked against the host before it can be uploaded
-        relay::desired_state(&relay.for_host(facts))
+    let state_for = |facts: &facts::HostFacts| -> Result<operations::State, engine::Error> {
+        relay::preflight::check(&relay.config, facts)
+            // every binary is checked against the host before it can be uploaded
+            .and_then(|()| relay::desired_state(&relay.for_host(facts)))
+            .map_err(engine::Error::state)
     };
     let host = args.host.or_host(&relay.config.mail_domain_bare);
-    let code = deploy_with(&host, &args.plan, &query, &state_for).await?;
+    let code = deploy_with(&host, &args.plan, &query, &state_for, &*reporter).await?;
     if !relay.config.unused_keys.is_empty() {
-        eprintln!(
-            "warning: {} contains settings that have no effect: {}",
+        reporter.host_warning(&format!(
+            "{} contains settings that have no effect: {}",
             args.config.config.display(),
             relay.config.unused_keys.join(", ")
-        );
+        ));
     }
     Ok(code)
 }

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use engine::driver::HostArgs;
+use engine::transport::Host;
 use facts::Remote;
 
 use super::ConfigArg;
-use crate::deploy::HostArgs;
-use crate::transport::Host;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

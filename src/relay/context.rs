@@ -27,6 +27,9 @@ pub struct Relay {
     pub options: RelayOptions,
     /// The built web pages (relative path, bytes); `None` when disabled or failed to build.
     pub website: Option<Vec<(String, Vec<u8>)>>,
+    /// What the operator must read about the inputs (the command reports them: the model
+    /// never prints).
+    pub warnings: Vec<String>,
     templates: Templates,
     vars: Value,
     /// The host's machine and libc, once its facts are known: binaries are checked against it.
@@ -46,12 +49,14 @@ impl Relay {
     pub fn new(config: Config, ini: Vec<u8>, options: RelayOptions) -> anyhow::Result<Relay> {
         let vars = variables(&config, &options);
         let templates = templates::load(options.template_dir.as_deref())?;
-        let website = build_website(&config);
+        let mut warnings = Vec::new();
+        let website = build_website(&config, &mut warnings);
         Ok(Relay {
             config,
             ini,
             options,
             website,
+            warnings,
             templates,
             vars,
             host_abi: None,
@@ -68,6 +73,7 @@ impl Relay {
             ini: self.ini.clone(),
             options,
             website: self.website.clone(),
+            warnings: self.warnings.clone(),
             templates: templates::load(self.options.template_dir.as_deref())
                 .expect("the templates loaded once already"),
             vars: self.vars.clone(),
@@ -158,19 +164,21 @@ fn beside_this_program() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// The pages from `www_folder`; a disabled or broken site leaves the deployed one alone.
-fn build_website(config: &Config) -> Option<Vec<(String, Vec<u8>)>> {
+fn build_website(config: &Config, warnings: &mut Vec<String>) -> Option<Vec<(String, Vec<u8>)>> {
     let ini_dir = config.inipath.parent().unwrap_or(Path::new("."));
     let Some(source) = crate::www::source_dir(config, ini_dir) else {
-        eprintln!(
-            "warning: building web pages is disabled (www_folder = {})",
+        warnings.push(format!(
+            "building web pages is disabled (www_folder = {})",
             config.www_folder
-        );
+        ));
         return None;
     };
     match crate::www::build(config, &source) {
         Ok(files) => Some(files),
         Err(e) => {
-            eprintln!("warning: web page build failed, skipping the website: {e:#}");
+            warnings.push(format!(
+                "web page build failed, skipping the website: {e:#}"
+            ));
             None
         }
     }

@@ -153,16 +153,17 @@ impl Drop for TestHost {
     }
 }
 
-/// The example binary, built first if needed (`cargo test --test X` does not build examples).
+/// The example binary, built first if needed (`cargo test --test X` does not build other packages).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join("examples").join(name);
+    // the examples are workspace members of their own (they depend on the engine only)
+    let path = dir.join(name);
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--example", name])
+        .args(["build", "-p", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("cargo build --example");
+        .expect("cargo build -p");
     assert!(
         built.success() && path.exists(),
         "cannot build example {name}"

@@ -21,7 +21,7 @@ pub enum Host {
 }
 
 impl Host {
-    pub async fn connect(target: &Target, options: &SshOptions) -> anyhow::Result<Host> {
+    pub async fn connect(target: &Target, options: &SshOptions) -> Result<Host, crate::Error> {
         Ok(match target {
             Target::Local => Host::Local(Local::default()),
             Target::Ssh { .. } => Host::Ssh(Ssh::connect(&target.route(), options).await?),

@@ -1,18 +1,19 @@
 //! One deploy run, whatever the state: connect, gather facts, plan, print or apply.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::Args;
-use operations::{ApplyOptions, State};
+use operations::{ApplyOptions, ChangeKind, Reporter, State, Summary};
 
-use crate::output::{Printer, Summary};
+use crate::Error;
+use crate::printer;
+use crate::transport::{Host, SshOptions, Target, lock};
 
 /// Package installs and removals each end a round; more rounds than this mean a loop.
 const MAX_ROUNDS: usize = 4;
-use crate::transport::{Host, SshOptions, Target, lock};
 
 /// How to reach the host.
 #[derive(Debug, Clone, Args)]
@@ -55,11 +56,11 @@ impl HostArgs {
         }
     }
 
-    pub fn target(&self) -> anyhow::Result<Target> {
+    pub fn target(&self) -> Result<Target, Error> {
         let host = self
             .ssh_host
             .as_deref()
-            .context("no host to connect to: pass --ssh-host")?;
+            .ok_or_else(|| Error::Target("no host to connect to: pass --ssh-host".into()))?;
         let config = self
             .ssh_config
             .clone()
@@ -67,11 +68,11 @@ impl HostArgs {
         Target::parse(host, config.as_deref())
     }
 
-    pub fn ssh_options(&self) -> anyhow::Result<SshOptions> {
+    pub fn ssh_options(&self) -> Result<SshOptions, Error> {
         let known_hosts = match &self.known_hosts {
             Some(p) => p.clone(),
             None => home()
-                .context("HOME is not set: pass --known-hosts")?
+                .ok_or_else(|| Error::Target("HOME is not set: pass --known-hosts".into()))?
                 .join(".ssh/known_hosts"),
         };
         Ok(SshOptions {
@@ -86,26 +87,58 @@ fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
 
-/// Deploys `state`; returns the exit code (2 for `--dry-run --check` with pending changes).
+/// Deploys `state`, reporting on the terminal (or as JSON with `--json`); returns the exit
+/// code (2 for `--dry-run --check` with pending changes).
 pub async fn deploy(
     host: &HostArgs,
     plan_args: &PlanArgs,
     state: &State,
-) -> anyhow::Result<ExitCode> {
-    deploy_with(host, plan_args, &state.query(), &|_| Ok(state.clone())).await
+) -> Result<ExitCode, Error> {
+    let reporter = printer::for_output(plan_args.json);
+    let query = state.query();
+    run(
+        host,
+        plan_args,
+        &query,
+        &|_| Ok(Cow::Borrowed(state)),
+        &*reporter,
+    )
+    .await
 }
 
-/// Like [`deploy`], for a state that depends on the host (its architecture, say): `query`
-/// gathers the facts, `state_for` makes the state from them (and may refuse the host).
-/// `query` must ask for everything the state's own query asks for.
+/// Like [`deploy`], for a state that depends on the host (its architecture, say), and to a
+/// reporter of the caller's: `query` gathers the facts, `state_for` makes the state from
+/// them (and may refuse the host). `query` must ask for everything the state's own query
+/// asks for. The state is made once from the facts the run lock gathered, and again only
+/// after a package change (the state may follow from what a package installs).
 pub async fn deploy_with(
     host: &HostArgs,
     plan_args: &PlanArgs,
     query: &facts::Query,
-    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
-) -> anyhow::Result<ExitCode> {
+    state_for: &(dyn Fn(&facts::HostFacts) -> Result<State, Error> + Sync),
+    reporter: &dyn Reporter,
+) -> Result<ExitCode, Error> {
+    run(
+        host,
+        plan_args,
+        query,
+        &|facts| state_for(facts).map(Cow::Owned),
+        reporter,
+    )
+    .await
+}
+
+/// How a run gets its state: borrowed when it is fixed, made from the facts otherwise.
+type StateFor<'s> = dyn Fn(&facts::HostFacts) -> Result<Cow<'s, State>, Error> + Sync + 's;
+
+async fn run<'s>(
+    host: &HostArgs,
+    plan_args: &PlanArgs,
+    query: &facts::Query,
+    state_for: &StateFor<'s>,
+    printer: &dyn Reporter,
+) -> Result<ExitCode, Error> {
     let started = Instant::now();
-    let printer = Printer::new(plan_args.json);
     let target = host.target()?;
     printer.status(&format!("connecting to {}", target.describe()));
     let remote = Host::connect(&target, &host.ssh_options()?).await?;
@@ -130,7 +163,7 @@ pub async fn deploy_with(
         }
     };
     let result = plan_and_apply(
-        &remote, &printer, &target, plan_args, query, &facts, state_for,
+        &remote, printer, &target, plan_args, query, &facts, state_for,
     )
     .await;
     // the lock goes before the connection, so that it is free when this run says it is done
@@ -139,7 +172,7 @@ pub async fn deploy_with(
     let uploaded = remote.uploaded_bytes();
     remote.close().await;
     let code = result?;
-    printer.info(&format!(
+    printer.timing(&format!(
         "done in {:.3} s, {commands} remote command{}, {uploaded} bytes uploaded",
         started.elapsed().as_secs_f64(),
         if commands == 1 { "" } else { "s" }
@@ -155,11 +188,14 @@ const FACTS_BOUND: Duration = Duration::from_secs(120);
 async fn within<T>(
     bound: Duration,
     what: &str,
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     match tokio::time::timeout(bound, future).await {
         Ok(result) => result,
-        Err(_) => bail!("{what}: no result within {} s", bound.as_secs()),
+        Err(_) => Err(Error::Timeout {
+            what: what.into(),
+            secs: bound.as_secs(),
+        }),
     }
 }
 
@@ -171,16 +207,21 @@ fn test_deadline_scale() -> f64 {
 }
 
 /// Everything between taking the lock and letting it go.
-async fn plan_and_apply(
+async fn plan_and_apply<'s>(
     remote: &Host,
-    printer: &Printer,
+    printer: &dyn Reporter,
     target: &Target,
     plan_args: &PlanArgs,
     query: &facts::Query,
     facts: &facts::HostFacts,
-    state_for: &(dyn Fn(&facts::HostFacts) -> anyhow::Result<State> + Sync),
-) -> anyhow::Result<ExitCode> {
+    state_for: &StateFor<'s>,
+) -> Result<ExitCode, Error> {
     let mut state = state_for(facts)?;
+    debug_assert_eq!(
+        uncovered(query, &state.query()),
+        None,
+        "the run's query must ask for every fact the state plans against"
+    );
     let resources = state.resources.len();
     let mut plan = operations::plan(&state, facts)?;
     if plan_args.dry_run {
@@ -188,7 +229,7 @@ async fn plan_and_apply(
             Ok(operations::fetch_old_contents(remote, &mut plan).await?)
         })
         .await?;
-        printer.plan(&plan);
+        printer.plan_ready(&plan);
         for w in &plan.warnings {
             printer.host_warning(w);
         }
@@ -216,8 +257,14 @@ async fn plan_and_apply(
     let (mut covered, mut handlers) = (0, 0);
     let mut warnings = plan.warnings.clone();
     // A package install may create what later resources manage: after it, plan again.
+    let mut packages_changed = false;
     for round in 1.. {
         let outcome = operations::apply(remote, &plan, printer, &options).await?;
+        packages_changed = plan
+            .changes
+            .iter()
+            .take(outcome.changed)
+            .any(|c| c.kind == ChangeKind::Packages);
         applied.extend(plan.changes.iter().take(outcome.changed).cloned());
         if outcome.finished {
             applied.extend(plan.handlers.iter().cloned());
@@ -234,10 +281,10 @@ async fn plan_and_apply(
         state = state_for(&facts)?;
         plan = operations::plan(&state, &facts)?;
         if round == MAX_ROUNDS && !plan.is_empty() {
-            bail!(
-                "the host did not converge in {MAX_ROUNDS} rounds, still to change: {}",
-                names(&plan)
-            );
+            return Err(Error::NotConverged {
+                rounds: MAX_ROUNDS,
+                left: names(&plan),
+            });
         }
     }
     // Only the host can say whether the changes took: a package that installs under
@@ -245,13 +292,14 @@ async fn plan_and_apply(
     if !applied.is_empty() {
         printer.status("checking the host against the desired state");
         let facts = gather(remote, query, &state).await?;
-        let left = operations::plan(&state_for(&facts)?, &facts)?;
+        // the state of the last round, unless that round changed packages it may follow from
+        if packages_changed {
+            state = state_for(&facts)?;
+        }
+        let left = operations::plan(&state, &facts)?;
         warnings = left.warnings.clone();
         if !left.changes.is_empty() {
-            bail!(
-                "the host does not match the desired state after applying, still different: {}",
-                names(&left)
-            );
+            return Err(Error::Mismatch(names(&left)));
         }
     }
     // said about the host as the run leaves it
@@ -277,13 +325,49 @@ async fn gather(
     remote: &Host,
     query: &facts::Query,
     state: &State,
-) -> anyhow::Result<facts::HostFacts> {
+) -> Result<facts::HostFacts, Error> {
     let mut all = query.clone();
     all.merge(&state.query());
     within(FACTS_BOUND, "gathering facts", async {
         Ok(all.gather(remote).await?)
     })
     .await
+}
+
+/// A fact `wanted` asks for that `query` leaves out (a fact missing from the query would read
+/// as absent and silently plan the wrong change), if any.
+fn uncovered(query: &facts::Query, wanted: &facts::Query) -> Option<String> {
+    fn missing<'a>(
+        kind: &str,
+        have: impl Fn(&str) -> bool,
+        mut wanted: impl Iterator<Item = &'a String>,
+    ) -> Option<String> {
+        wanted.find(|w| !have(w)).map(|w| format!("{kind} {w}"))
+    }
+    missing(
+        "package",
+        |w| query.packages.contains(w),
+        wanted.packages.iter(),
+    )
+    .or_else(|| missing("path", |w| query.paths.contains(w), wanted.paths.iter()))
+    .or_else(|| missing("user", |w| query.users.contains(w), wanted.users.iter()))
+    .or_else(|| missing("group", |w| query.groups.contains(w), wanted.groups.iter()))
+    .or_else(|| missing("unit", |w| query.units.contains(w), wanted.units.iter()))
+    .or_else(|| missing("read", |w| query.reads.contains(w), wanted.reads.iter()))
+    .or_else(|| {
+        missing(
+            "check",
+            |w| query.checks.get(w) == wanted.checks.get(w),
+            wanted.checks.keys(),
+        )
+    })
+    .or_else(|| {
+        missing(
+            "output",
+            |w| query.outputs.get(w) == wanted.outputs.get(w),
+            wanted.outputs.keys(),
+        )
+    })
 }
 
 /// The changes of a plan, one phrase each, for an error line.
@@ -295,10 +379,13 @@ fn names(plan: &operations::Plan) -> String {
         .join("; ")
 }
 
-/// Runs `main_inner` on a tokio runtime and turns an error into one line and exit status 1.
-pub fn run_main<F>(f: F) -> ExitCode
+/// Runs `f` on a tokio runtime and turns an error into one line and exit status 1.
+// the program's last line, after every reporter is gone
+#[allow(clippy::print_stderr)]
+pub fn run_main<F, E>(f: F) -> ExitCode
 where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+    F: std::future::Future<Output = Result<ExitCode, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -314,26 +401,10 @@ where
     match runtime.block_on(f) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", crate::one_line(e.into().as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, without repeating a cause the message already holds.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
 }
 
 #[cfg(test)]
@@ -361,5 +432,117 @@ mod tests {
         assert!(given.target().unwrap().describe().contains("10.0.0.7"));
         let none = args(None).target().unwrap_err().to_string();
         assert_eq!(none, "no host to connect to: pass --ssh-host");
+    }
+}
+
+/// The driver reports through the reporter it is given: a command's warning and a failing
+/// command's stderr arrive as events, nothing is printed. Runs on this machine (`@local`,
+/// which takes the run lock in /run: root only).
+#[cfg(test)]
+mod reporting {
+    use std::sync::Mutex;
+
+    use operations::{Change, Command, Guard};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Reporter for Recorder {
+        fn warning(&self, change: &Change, message: &str) {
+            self.push(format!("warning from {}: {message}", change.description));
+        }
+        fn command_failed(&self, what: &str, stderr: &str) {
+            self.push(format!("failed: {what}: {}", stderr.trim_end()));
+        }
+        fn host_warning(&self, message: &str) {
+            self.push(format!("host warning: {message}"));
+        }
+        fn summary(&self, summary: &Summary<'_>) {
+            self.push(summary.line());
+        }
+    }
+
+    impl Recorder {
+        fn push(&self, event: String) {
+            self.0.lock().unwrap().push(event);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn local() -> HostArgs {
+        HostArgs {
+            ssh_host: Some("@local".into()),
+            known_hosts: Some(PathBuf::from("/nonexistent/known_hosts")),
+            accept_new_host_key: false,
+            ssh_config: None,
+        }
+    }
+
+    async fn deploy_to(state: State, recorder: &Recorder) -> Result<ExitCode, Error> {
+        deploy_with(
+            &local(),
+            &PlanArgs::default(),
+            &state.query(),
+            &|_| Ok(state.clone()),
+            recorder,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_warning_and_a_failing_commands_stderr_arrive_as_events() {
+        if std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(lock::LOCK_FILE)
+            .is_err()
+        {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipped: needs to take the run lock {}", lock::LOCK_FILE);
+            }
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("engine-reporting-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("marker").display().to_string();
+        let recorder = Recorder::default();
+
+        let mut warns = State::new();
+        warns.add(Command::new(
+            "make the marker",
+            format!("echo 'warning: the disk is nearly full' >&2; touch {marker}"),
+            Guard::Creates(marker.clone()),
+        ));
+        let code = deploy_to(warns.clone(), &recorder).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(
+            recorder.take(),
+            [
+                "warning from make the marker: the disk is nearly full",
+                "summary: 1 changed, 0 unchanged (1 resources)"
+            ]
+        );
+
+        let mut fails = State::new();
+        fails.add(Command::new(
+            "fail on purpose",
+            "echo 'cannot frobnicate: no such thing' >&2; exit 3",
+            Guard::Creates(dir.join("never").display().to_string()),
+        ));
+        let err = deploy_to(fails, &recorder).await.unwrap_err().to_string();
+        assert_eq!(
+            recorder.take(),
+            ["failed: fail on purpose: cannot frobnicate: no such thing"]
+        );
+        assert!(
+            err.contains("cannot frobnicate: no such thing (exit status 3)"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

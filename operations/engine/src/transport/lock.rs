@@ -7,11 +7,11 @@
 //! link stops the heartbeats. Any of these ends the shell, and the kernel drops the lock with
 //! it, so a dead run's lock is taken over by the next run with nothing to clean up.
 
-use anyhow::bail;
 use facts::shell::quote;
-use facts::{HostFacts, Query};
+use facts::{HostFacts, Query, RemoteError};
 
 use super::{Held, HeldStart, Host};
+use crate::Error;
 
 pub const LOCK_FILE: &str = "/run/chatmail-deploy.lock";
 pub const HOLDER_FILE: &str = "/run/chatmail-deploy.holder";
@@ -101,7 +101,7 @@ pub async fn take(
     target: &str,
     query: &Query,
     cleanup: &str,
-) -> anyhow::Result<(HostFacts, Held)> {
+) -> Result<(HostFacts, Held), Error> {
     let token = format!(
         "run{:x}{:x}",
         std::time::SystemTime::now()
@@ -113,21 +113,22 @@ pub async fn take(
     let command = script(&token, &whoami(), cleanup, &query.script(&token));
     let marker = locked_marker(&token);
     let started = host.exec_held(&command, &marker).await;
-    let started = started.map_err(|e| anyhow::anyhow!("gathering facts on {target}: {e}"))?;
+    let started = started
+        .map_err(|e| Error::Remote(RemoteError(format!("gathering facts on {target}: {e}"))))?;
     let (out, held) = match started {
         HeldStart::Holding(out, held) => (out, held),
         HeldStart::Ended(out) => {
             let text = out.stdout_str();
             if let Some(holder) = text.strip_prefix(&busy_marker(&token)) {
-                bail!("{}", refusal(target, holder));
+                return Err(Error::Lock(refusal(target, holder)));
             }
-            bail!(
+            return Err(Error::Lock(format!(
                 "cannot take the run lock {LOCK_FILE} on {target}: {}",
                 match out.error_text() {
                     e if e.is_empty() => format!("exit status {:?}", out.status),
                     e => e,
                 }
-            );
+            )));
         }
     };
     let text = out.stdout_str();
@@ -148,7 +149,10 @@ pub async fn take(
         Ok(facts) => Ok((facts, held)),
         Err(e) => {
             held.release().await;
-            Err(anyhow::Error::from(e).context(format!("gathering facts on {target}")))
+            Err(Error::Remote(RemoteError(format!(
+                "gathering facts on {target}: {}",
+                crate::one_line(&e)
+            ))))
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use super::lock::HEARTBEAT_SECS;
 use super::target::{Hop, user_host_port};
 use super::{Counter, Held, HeldStart, LockLost};
+use crate::error::{Error, from_anyhow};
 
 /// sshd allows 10 sessions per connection by default and frees closed ones lazily.
 const MAX_CHANNELS: usize = 4;
@@ -99,7 +100,13 @@ impl Ssh {
     /// Connects to the last hop of `route` through the ones before it (ProxyJump): each
     /// later hop is an SSH session inside a direct-tcpip channel of the one before, with
     /// its own host-key check and login.
-    pub async fn connect(route: &[Hop], options: &SshOptions) -> anyhow::Result<Ssh> {
+    pub async fn connect(route: &[Hop], options: &SshOptions) -> Result<Ssh, Error> {
+        Ssh::connect_route(route, options)
+            .await
+            .map_err(from_anyhow(Error::Connect))
+    }
+
+    async fn connect_route(route: &[Hop], options: &SshOptions) -> anyhow::Result<Ssh> {
         let (target, jumps) = route.split_last().context("no host to connect to")?;
         let mut handles: Vec<Handle<HostKeyCheck>> = Vec::new();
         for hop in jumps {

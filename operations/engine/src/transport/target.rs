@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::ssh_config::{SshConfig, Tokens, expand_path};
+use crate::error::{Error, from_anyhow};
 
 /// A ProxyJump chain longer than this is taken for a loop in the config.
 const MAX_HOPS: usize = 8;
@@ -44,7 +45,11 @@ pub struct Hop {
 
 impl Target {
     /// Parses `spec`, filling what it leaves open from the ssh config file (if any).
-    pub fn parse(spec: &str, ssh_config: Option<&Path>) -> anyhow::Result<Target> {
+    pub fn parse(spec: &str, ssh_config: Option<&Path>) -> Result<Target, Error> {
+        Target::resolve(spec, ssh_config).map_err(from_anyhow(Error::Target))
+    }
+
+    fn resolve(spec: &str, ssh_config: Option<&Path>) -> anyhow::Result<Target> {
         if spec == "@local" {
             return Ok(Target::Local);
         }

@@ -1,12 +1,10 @@
-//! All output of a run: the plan, progress, applied changes and the summary line.
+//! The reporters a run prints through: [`Human`] for people and logs, [`Json`] for `--json`.
 //!
-//! stdout carries the plan, the changes and the final `summary:` line; stderr carries progress
-//! (a spinner on a terminal) and timing. A step that runs longer than a few seconds says what
-//! it waits for: on the spinner line on a terminal, as `waiting:` lines on stdout in a log.
-//!
-//! The summary counts resources: every resource of the state is either changed (brought in
-//! line by this run) or unchanged, so the two add up to the resources; restarts, reloads and
-//! daemon-reloads are counted apart, as they are no resources.
+//! Human: stdout carries the plan, the changes and the final `summary:` line; stderr carries
+//! progress (a spinner on a terminal), warnings and timing. A step that runs longer than a
+//! few seconds says what it waits for: on the spinner line on a terminal, as `waiting:` lines
+//! on stdout in a log. Json: stdout carries one JSON document (the summary with its
+//! changes), stderr the warnings and timing.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -14,49 +12,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use operations::{Change, Plan, Reporter};
+use operations::{Change, Plan, Reporter, Summary};
 
 use serde_json::json;
-
-/// What the last line reports.
-pub struct Summary<'a> {
-    pub host: String,
-    pub dry_run: bool,
-    /// The planned changes and handlers on a dry run, the applied ones otherwise.
-    pub changes: Vec<&'a Change>,
-    /// Resources changed (or to change, on a dry run).
-    pub changed: usize,
-    pub unchanged: usize,
-    pub resources: usize,
-    /// Restarts, reloads and daemon-reloads run (or to run).
-    pub handlers: usize,
-}
-
-impl Summary<'_> {
-    /// `summary: 2 changed, 11 unchanged (13 resources), 1 restart/reload`
-    pub fn line(&self) -> String {
-        let verb = if self.dry_run { "to change" } else { "changed" };
-        let mut line = format!(
-            "summary: {} {verb}, {} unchanged ({} resources)",
-            self.changed, self.unchanged, self.resources
-        );
-        if self.handlers > 0 {
-            line.push_str(&format!(
-                ", {} restart{s}/reload{s}",
-                self.handlers,
-                s = if self.handlers == 1 { "" } else { "s" }
-            ));
-        }
-        line
-    }
-}
 
 /// In a log, a waiting step gets a line at most this often (sooner when its output changes).
 const WAIT_LINE_EVERY: Duration = Duration::from_secs(10);
 const WAIT_LINE_CHANGED: Duration = Duration::from_secs(3);
 
-pub struct Printer {
-    json: bool,
+/// The human printer.
+pub struct Human {
     color: bool,
     bar: Mutex<Option<ProgressBar>>,
     interactive: bool,
@@ -70,11 +35,10 @@ const CYAN: &str = "\x1b[36m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
-impl Printer {
-    pub fn new(json: bool) -> Self {
+impl Human {
+    pub fn new() -> Self {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Printer {
-            json,
+        Human {
             color,
             bar: Mutex::new(None),
             interactive: std::io::stderr().is_terminal(),
@@ -91,8 +55,8 @@ impl Printer {
     }
 
     /// Progress message on a terminal; silent otherwise.
-    pub fn status(&self, message: &str) {
-        if !self.interactive || self.json {
+    fn spin(&self, message: &str) {
+        if !self.interactive {
             return;
         }
         let mut bar = self.bar.lock().unwrap();
@@ -121,11 +85,8 @@ impl Printer {
     }
 
     /// The dry run's view: every change, with file diffs.
-    pub fn plan(&self, plan: &Plan) {
+    fn show_plan(&self, plan: &Plan) {
         self.clear_status();
-        if self.json {
-            return;
-        }
         for change in plan.changes.iter().chain(&plan.handlers) {
             self.line(&format!("{} {}", self.paint(BOLD, "~"), change.description));
             if let Some(diff) = &change.diff {
@@ -151,37 +112,8 @@ impl Printer {
         }
     }
 
-    /// The last line of output (or the JSON document). `changes` are the planned changes on
-    /// a dry run and the applied ones otherwise.
-    pub fn summary(&self, summary: &Summary<'_>) {
-        self.clear_status();
-        if self.json {
-            let doc = json!({
-                "host": summary.host,
-                "dry_run": summary.dry_run,
-                "changes": summary.changes,
-                "changed": if summary.dry_run { 0 } else { summary.changed },
-                "to_change": if summary.dry_run { summary.changed } else { 0 },
-                "unchanged": summary.unchanged,
-                "resources": summary.resources,
-                "handlers": summary.handlers,
-            });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("plan serializes")
-            );
-            return;
-        }
-        println!("{}", summary.line());
-        let _ = std::io::stdout().flush();
-    }
-
-    /// A warning about the host as it is after the run (stderr, in JSON mode too).
-    pub fn host_warning(&self, message: &str) {
-        self.info(&format!("{} {message}", self.paint(RED, "warning:")));
-    }
-
-    pub fn info(&self, message: &str) {
+    /// A line on stderr that does not tear the progress spinner.
+    fn info(&self, message: &str) {
         let bar = self.bar.lock().unwrap();
         match bar.as_ref() {
             Some(b) => b.suspend(|| eprintln!("{message}")),
@@ -199,19 +131,45 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-impl Reporter for Printer {
+impl Default for Human {
+    fn default() -> Self {
+        Human::new()
+    }
+}
+
+impl Reporter for Human {
+    fn status(&self, message: &str) {
+        self.spin(message);
+    }
+
+    fn plan_ready(&self, plan: &Plan) {
+        self.show_plan(plan);
+    }
+
     fn change_started(&self, change: &Change) {
-        self.status(&change.description);
+        self.spin(&change.description);
     }
 
     fn change_finished(&self, change: &Change) {
-        if !self.json {
-            self.line(&format!(
-                "{} {}",
-                self.paint(GREEN, "changed:"),
-                change.description
-            ));
-        }
+        self.line(&format!(
+            "{} {}",
+            self.paint(GREEN, "changed:"),
+            change.description
+        ));
+    }
+
+    fn host_warning(&self, message: &str) {
+        self.info(&format!("{} {message}", self.paint(RED, "warning:")));
+    }
+
+    fn summary(&self, summary: &Summary<'_>) {
+        self.clear_status();
+        println!("{}", summary.line());
+        let _ = std::io::stdout().flush();
+    }
+
+    fn timing(&self, message: &str) {
+        self.info(message);
     }
 
     fn warning(&self, change: &Change, message: &str) {
@@ -226,14 +184,11 @@ impl Reporter for Printer {
         let what = shorten(what, 80);
         let secs = elapsed.as_secs();
         let said = latest.map(|l| shorten(l, 200));
-        if self.interactive && !self.json {
-            self.status(&match &said {
+        if self.interactive {
+            self.spin(&match &said {
                 Some(l) => format!("{what} ({secs} s): {l}"),
                 None => format!("{what} ({secs} s, no output yet)"),
             });
-            return;
-        }
-        if self.json {
             return;
         }
         let mut waits = self.waits.lock().unwrap();
@@ -265,38 +220,57 @@ impl Reporter for Printer {
     }
 }
 
+/// `--json`: one document on stdout at the end; warnings, notes and timing on stderr.
+#[derive(Default)]
+pub struct Json;
+
+impl Reporter for Json {
+    fn note(&self, message: &str) {
+        eprintln!("note: {message}");
+    }
+
+    fn warning(&self, change: &Change, message: &str) {
+        eprintln!("warning: {}: {message}", change.description);
+    }
+
+    fn host_warning(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+
+    fn summary(&self, summary: &Summary<'_>) {
+        let doc = json!({
+            "host": summary.host,
+            "dry_run": summary.dry_run,
+            "changes": summary.changes,
+            "changed": if summary.dry_run { 0 } else { summary.changed },
+            "to_change": if summary.dry_run { summary.changed } else { 0 },
+            "unchanged": summary.unchanged,
+            "resources": summary.resources,
+            "handlers": summary.handlers,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("plan serializes")
+        );
+    }
+
+    fn timing(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+/// The reporter `--json` asks for.
+pub fn for_output(json: bool) -> Box<dyn Reporter> {
+    if json {
+        Box::new(Json)
+    } else {
+        Box::new(Human::new())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn summary(dry_run: bool, changed: usize, handlers: usize) -> String {
-        Summary {
-            host: "h".into(),
-            dry_run,
-            changes: vec![],
-            changed,
-            unchanged: 13 - changed,
-            resources: 13,
-            handlers,
-        }
-        .line()
-    }
-
-    #[test]
-    fn the_summary_counts_resources_and_handlers_apart() {
-        assert_eq!(
-            summary(false, 0, 0),
-            "summary: 0 changed, 13 unchanged (13 resources)"
-        );
-        assert_eq!(
-            summary(true, 2, 1),
-            "summary: 2 to change, 11 unchanged (13 resources), 1 restart/reload"
-        );
-        assert_eq!(
-            summary(false, 13, 3),
-            "summary: 13 changed, 0 unchanged (13 resources), 3 restarts/reloads"
-        );
-    }
 
     #[test]
     fn long_names_are_cut() {
