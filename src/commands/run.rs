@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long = "binary", value_name = "NAME=PATH", value_parser = parse_binary)]
     binaries: Vec<(String, PathBuf)>,
     /// Leave out an optional component: turn, iroh-relay, mtail
-    #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::OPTIONAL))]
+    #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::optional()))]
     skip: Vec<String>,
     /// Deploy only the web pages built from www/ (the relay must be deployed already)
     #[arg(long, conflicts_with = "disable_mail")]

@@ -42,7 +42,7 @@ fn state_with(ini: &str, website_only: bool) -> operations::State {
     state_with_skip(ini, website_only, &[])
 }
 
-fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
+pub(crate) fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
     state_on(ini, website_only, skip, release::Release::Bookworm)
 }
 

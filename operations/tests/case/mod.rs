@@ -505,6 +505,7 @@ impl Facts {
                     active_state: active.into(),
                     unit_file_state: file_state.into(),
                     fragment_path: format!("/etc/systemd/system/{name}"),
+                    ..facts::Unit::default()
                 },
             );
         }
