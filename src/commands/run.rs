@@ -95,10 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--website-only: there are no web pages to deploy (see the warning above)");
     }
     // the resources do not depend on the architecture, only the binaries' sources do
-    let mut query = relay::fact_query(&relay)?;
-    relay::preflight::extend_query(&relay.config, &mut query);
-    relay.options.dovecot_debs.extend_query(&mut query);
-    relay::elf::extend_query(&mut query);
+    let query = relay::fact_query(&relay)?;
     let state_for = |facts: &facts::HostFacts| -> anyhow::Result<operations::State> {
         relay::preflight::check(&relay.config, facts)?;
         // every binary is checked against the host before it can be uploaded

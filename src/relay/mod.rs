@@ -57,11 +57,15 @@ pub fn optional() -> Vec<&'static str> {
 /// The facts any host's state asks for, asked before its release is known: a fact the
 /// state for the host's own release needs and the first gathering lacked would read as
 /// missing and show a change on every run.
+/// Also asks what preflight, the Dovecot choice and the binary checks read.
 pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
     let mut query = desired_state(relay)?.query();
     for release in release::ALL {
         query.merge(&desired_state(&relay.with_release(release))?.query());
     }
+    preflight::extend_query(&relay.config, &mut query);
+    relay.options.dovecot_debs.extend_query(&mut query);
+    elf::extend_query(&mut query);
     Ok(query)
 }
 

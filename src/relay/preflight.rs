@@ -22,7 +22,7 @@ echo "LISTEN 0 0 *:$port *:* users:$prog"; done; fi"#;
 
 /// Adds the host-side checks to the facts query.
 pub fn extend_query(config: &Config, q: &mut Query) {
-    if let Some(addr) = config.mtail_address.as_deref().filter(|a| !is_loopback(a)) {
+    if let Some(addr) = mtail_address_to_check(config) {
         q.checks.insert(
             MTAIL_CHECK.into(),
             format!(
@@ -35,6 +35,11 @@ pub fn extend_query(config: &Config, q: &mut Query) {
         LISTENERS.into(),
         format!("{{ {LISTENERS_SCRIPT}; }} || echo {NO_SS}"),
     );
+}
+
+/// The mtail address the host must have (asked only then): a loopback one it always has.
+fn mtail_address_to_check(config: &Config) -> Option<&str> {
+    config.mtail_address.as_deref().filter(|a| !is_loopback(a))
 }
 
 /// One listening socket: its port and the programs holding it (`(name, pid)`; empty when
@@ -102,7 +107,7 @@ fn is_loopback(addr: &str) -> bool {
 pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
     check_release(&facts.os)?;
     check_privacy(config)?;
-    if let Some(false) = facts.checks.get(MTAIL_CHECK) {
+    if mtail_address_to_check(config).is_some() && facts.checks.get(MTAIL_CHECK) == Some(&false) {
         bail!(
             "mtail_address {} is not an address of the host (VPN down?)",
             config.mtail_address.as_deref().unwrap_or("")
