@@ -209,7 +209,7 @@ async fn plan_and_apply(
     }
     let options = ApplyOptions {
         stop_after_packages: true,
-        hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS").is_some(),
+        hold_before_handlers: crate::test_hooks::hold_before_restarts(),
         deadline_scale: test_deadline_scale(),
     };
     let mut applied = Vec::new();

@@ -7,5 +7,6 @@ pub mod dns;
 pub mod output;
 pub mod probe;
 pub mod relay;
+pub mod test_hooks;
 pub mod transport;
 pub mod www;

@@ -58,7 +58,14 @@ fn acme_certificate_from_a_local_ca_is_served_everywhere() {
     }
     let bins = {
         let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
+            .args([
+                "build",
+                "-p",
+                "chatmaild",
+                "--bins",
+                "--features",
+                "test-hooks",
+            ])
             .current_dir(root())
             .status()
             .unwrap()

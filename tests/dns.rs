@@ -81,7 +81,14 @@ impl Relay {
     /// domain name works without a CA (MTA-STS records are then required, as with ACME).
     fn deploy() -> Relay {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
+            .args([
+                "build",
+                "-p",
+                "chatmaild",
+                "--bins",
+                "--features",
+                "test-hooks",
+            ])
             .current_dir(root())
             .status()
             .unwrap();

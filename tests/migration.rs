@@ -66,7 +66,14 @@ fn migration_to_a_new_host_keeps_mail_accounts_and_keys() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(
         Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
+            .args([
+                "build",
+                "-p",
+                "chatmaild",
+                "--bins",
+                "--features",
+                "test-hooks"
+            ])
             .current_dir(&root)
             .status()
             .unwrap()
