@@ -18,14 +18,3 @@ pub fn var(name: &str) -> Option<String> {
 pub fn skip_dkim() -> bool {
     var("FILTERMAIL_SKIP_DKIM").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_test_build_has_the_hooks() {
-        assert!(
-            super::ENABLED,
-            "cargo test builds with the test-hooks feature"
-        );
-    }
-}
