@@ -22,8 +22,15 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=CHATMAIL_DEPLOY_COMMIT={head}");
 
-    println!("cargo:rerun-if-env-changed=CHATMAIL_EMBED_DIR");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    component_files(&out, "src/relay/components", "with_component_files");
+    component_files(
+        &out,
+        "src/relay/components/test_only",
+        "with_test_component_files",
+    );
+
+    println!("cargo:rerun-if-env-changed=CHATMAIL_EMBED_DIR");
     let code = match std::env::var_os("CHATMAIL_EMBED_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => embed(Path::new(&dir), &out),
         None => String::new(),
@@ -33,6 +40,37 @@ fn main() {
         format!("&[\n{code}]\n"),
     )
     .expect("write embedded_relay_binaries.rs");
+}
+
+/// The relay's component files (src/relay/components/mod.rs): `OUT_DIR/relay_<...>.rs` holds
+/// a macro `NAME!(m)` calling `m!(file, ...)` with the module name of every `.rs` file of
+/// `dir` but mod.rs, so that a new component is a new file and nothing else.
+fn component_files(out: &Path, dir: &str, name: &str) {
+    println!("cargo:rerun-if-changed={dir}");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".rs")
+                        .map(String::from)
+                })
+                .filter(|f| f != "mod")
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let file = name.strip_prefix("with_").unwrap_or(name);
+    std::fs::write(
+        out.join(format!("relay_{file}.rs")),
+        format!(
+            "macro_rules! {name} {{ ($m:ident) => {{ $m!({}); }}; }}\n",
+            files.join(", ")
+        ),
+    )
+    .expect("write the component file list");
 }
 
 /// The entries `(arch, name, sha256 of the binary, gzip of the binary)` for every file of

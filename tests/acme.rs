@@ -4,16 +4,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::{TestHost, enabled, known_hosts, run};
 
 const DOMAIN: &str = "relay-acme.test";
 const AGREEMENT: &str = "acme-agreement:data:text/plain,Do%20what%20thou%20wilt";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn dns(records: &[&str]) {
     common::dns_set(records);
@@ -56,19 +51,7 @@ fn acme_certificate_from_a_local_ca_is_served_everywhere() {
     if !enabled("acme") {
         return;
     }
-    let bins = {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
-            .current_dir(root())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
-            .parent()
-            .unwrap()
-            .to_path_buf()
-    };
+    let bins = common::relay::bin_dir();
     let ca = TestHost::up("acme");
     let relay = TestHost::up("relay-acme");
     dns(&[

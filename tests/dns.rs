@@ -80,13 +80,7 @@ impl Relay {
     /// One relay host for the whole file, with an external certificate so that a real
     /// domain name works without a CA (MTA-STS records are then required, as with ACME).
     fn deploy() -> Relay {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the relay binaries failed");
-        let bins = deploy_tool().parent().unwrap().to_path_buf();
+        let bins = common::relay::bin_dir();
         let host = TestHost::up("relay-dns");
         let dir = temp_dir("relay");
         let out = Command::new("openssl")

@@ -63,17 +63,8 @@ fn migration_to_a_new_host_keeps_mail_accounts_and_keys() {
     if !enabled("migration") {
         return;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        Command::new(env!("CARGO"))
-            .args(["build", "-p", "chatmaild", "--bins"])
-            .current_dir(&root)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let bins = common::relay::bin_dir();
     let tool = PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"));
-    let bins = tool.parent().unwrap().to_path_buf();
     let old = TestHost::up("relay-mig-old");
     let new = TestHost::up("relay-mig-new");
     let dir = std::env::temp_dir().join(format!("mig-test-{}", std::process::id()));

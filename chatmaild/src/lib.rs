@@ -28,6 +28,7 @@ pub mod migrate;
 pub mod newemail;
 pub mod shutdown;
 pub mod syslimits;
+pub mod test_hooks;
 pub mod user;
 
 pub use config::{Config, TlsMode};

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::{
-    Error, Group, OsRelease, Package, PathState, Remote, Unit, User, accounts, os, packages, paths,
-    shell, units,
+    Answers, Error, Group, OsRelease, Package, PathState, Remote, Unit, User, accounts, os,
+    packages, paths, shell, units,
 };
 
 /// What to ask the host. The OS, architecture and container facts are always gathered.
@@ -37,16 +37,17 @@ pub struct HostFacts {
     pub dpkg_arch: String,
     /// The container technology, `None` on a VM or bare metal.
     pub container: Option<String>,
-    pub packages: BTreeMap<String, Package>,
+    // Each knows what the query asked: a name it did not ask for panics in debug builds.
+    pub packages: Answers<Package>,
     /// Asked-for packages that are not installed and only virtual, with their providers.
-    pub virtual_packages: BTreeMap<String, Vec<String>>,
-    pub paths: BTreeMap<String, PathState>,
-    pub users: BTreeMap<String, User>,
-    pub groups: BTreeMap<String, Group>,
-    pub units: BTreeMap<String, Unit>,
-    pub checks: BTreeMap<String, bool>,
-    pub reads: BTreeMap<String, Option<String>>,
-    pub outputs: BTreeMap<String, String>,
+    pub virtual_packages: Answers<Vec<String>>,
+    pub paths: Answers<PathState>,
+    pub users: Answers<User>,
+    pub groups: Answers<Group>,
+    pub units: Answers<Unit>,
+    pub checks: Answers<bool>,
+    pub reads: Answers<Option<String>>,
+    pub outputs: Answers<String>,
 }
 
 impl HostFacts {
@@ -134,18 +135,27 @@ impl Query {
             arch,
             dpkg_arch,
             container: os::parse_container(get("container")?),
-            packages: by_name(packages::parse(get("packages")?), |p| &p.name),
-            virtual_packages: packages::parse_virtual(get("virtual")?),
-            paths: paths::parse(get("paths")?)?,
-            users: by_name(accounts::parse_passwd(get("users")?)?, |u| &u.name),
-            groups: by_name(accounts::parse_group(get("groups")?)?, |g| &g.name),
-            units: BTreeMap::new(),
-            checks: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            outputs: BTreeMap::new(),
+            ..self.unanswered()
         };
+        for p in packages::parse(get("packages")?) {
+            facts.packages.insert(p.name.clone(), p);
+        }
+        for (name, providers) in packages::parse_virtual(get("virtual")?) {
+            facts.virtual_packages.insert(name, providers);
+        }
+        for (path, state) in paths::parse(get("paths")?)? {
+            facts.paths.insert(path, state);
+        }
+        for u in accounts::parse_passwd(get("users")?)? {
+            facts.users.insert(u.name.clone(), u);
+        }
+        for g in accounts::parse_group(get("groups")?)? {
+            facts.groups.insert(g.name.clone(), g);
+        }
         if !unit_names.is_empty() {
-            facts.units = by_name(units::parse(&unit_names, get("units")?)?, |u| &u.name);
+            for u in units::parse(&unit_names, get("units")?)? {
+                facts.units.insert(u.name.clone(), u);
+            }
         }
         for (i, name) in self.checks.keys().enumerate() {
             let answer = get(&format!("check{i}"))?.trim();
@@ -161,6 +171,24 @@ impl Query {
             facts.outputs.insert(name.clone(), body.to_string());
         }
         Ok(facts)
+    }
+
+    /// Facts that know what this query asks (nothing answered yet): what the host's answers
+    /// are parsed into, and what fakes and tests fill in.
+    pub fn unanswered(&self) -> HostFacts {
+        let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
+        HostFacts {
+            packages: Answers::asked("package", names(&self.packages)),
+            virtual_packages: Answers::asked("package", names(&self.packages)),
+            paths: Answers::asked("path", names(&self.paths)),
+            users: Answers::asked("user", names(&self.users)),
+            groups: Answers::asked("group", names(&self.groups)),
+            units: Answers::asked("unit", names(&self.units)),
+            checks: Answers::asked("check", self.checks.keys().cloned()),
+            reads: Answers::asked("file read", names(&self.reads)),
+            outputs: Answers::asked("output", self.outputs.keys().cloned()),
+            ..HostFacts::default()
+        }
     }
 
     /// Gathers all facts in one remote command.
@@ -179,10 +207,6 @@ impl Query {
 
 fn strs(set: &BTreeSet<String>) -> Vec<&str> {
     set.iter().map(String::as_str).collect()
-}
-
-fn by_name<T>(items: Vec<T>, name: impl Fn(&T) -> &String) -> BTreeMap<String, T> {
-    items.into_iter().map(|i| (name(&i).clone(), i)).collect()
 }
 
 fn fresh_token() -> String {

@@ -8,6 +8,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod accounts;
+mod answers;
 mod batch;
 mod error;
 mod os;
@@ -18,6 +19,7 @@ pub mod shell;
 mod units;
 
 pub use accounts::{Group, User};
+pub use answers::Answers;
 pub use batch::{HostFacts, Query};
 pub use error::Error;
 pub use os::OsRelease;

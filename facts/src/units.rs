@@ -16,6 +16,8 @@ pub struct Unit {
     /// `enabled`, `disabled`, `static`, `masked`, ... (empty when not found)
     pub unit_file_state: String,
     pub fragment_path: String,
+    /// When it last became active (`ActiveEnterTimestamp`, empty if never).
+    pub active_since: String,
 }
 
 impl Unit {
@@ -48,7 +50,7 @@ pub(crate) fn snippet(names: &[&str]) -> String {
         return String::new();
     }
     format!(
-        "systemctl show -p Id,LoadState,ActiveState,UnitFileState,FragmentPath -- {} 2>/dev/null || true",
+        "systemctl show -p Id,LoadState,ActiveState,UnitFileState,FragmentPath,ActiveEnterTimestamp -- {} 2>/dev/null || true",
         shell::quote_all(names)
     )
 }
@@ -86,6 +88,7 @@ pub(crate) fn parse(names: &[&str], out: &str) -> Result<Vec<Unit>, crate::Error
                     "ActiveState" => unit.active_state = value,
                     "UnitFileState" => unit.unit_file_state = value,
                     "FragmentPath" => unit.fragment_path = value,
+                    "ActiveEnterTimestamp" => unit.active_since = value,
                     _ => {}
                 }
             }
@@ -98,7 +101,7 @@ pub(crate) fn parse(names: &[&str], out: &str) -> Result<Vec<Unit>, crate::Error
 mod tests {
     use super::*;
 
-    const CAPTURED: &str = "Id=ssh.service\nLoadState=loaded\nActiveState=active\nFragmentPath=/lib/systemd/system/ssh.service\nUnitFileState=enabled\n\n\
+    const CAPTURED: &str = "Id=ssh.service\nLoadState=loaded\nActiveState=active\nFragmentPath=/lib/systemd/system/ssh.service\nUnitFileState=enabled\nActiveEnterTimestamp=Tue 2026-12-01 18:02:11 UTC\n\n\
 Id=nginx.service\nLoadState=not-found\nActiveState=inactive\nFragmentPath=\nUnitFileState=\n\n\
 Id=systemd-journald.service\nLoadState=loaded\nActiveState=active\nFragmentPath=/lib/systemd/system/systemd-journald.service\nUnitFileState=static\n\n\
 Id=postfix.service\nLoadState=masked\nActiveState=inactive\nFragmentPath=\nUnitFileState=masked";
@@ -115,6 +118,7 @@ Id=postfix.service\nLoadState=masked\nActiveState=inactive\nFragmentPath=\nUnitF
         assert_eq!(u[0].name, "sshd.service");
         assert_eq!(u[0].id, "ssh.service");
         assert!(u[0].is_active() && u[0].is_enabled() && u[0].exists());
+        assert_eq!(u[0].active_since, "Tue 2026-12-01 18:02:11 UTC");
         assert!(!u[1].exists());
         assert!(!u[1].is_enabled());
         assert!(u[2].is_enabled(), "static counts as enabled");

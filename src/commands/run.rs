@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long = "binary", value_name = "NAME=PATH", value_parser = parse_binary)]
     binaries: Vec<(String, PathBuf)>,
     /// Leave out an optional component: turn, iroh-relay, mtail
-    #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::OPTIONAL))]
+    #[arg(long, value_name = "COMPONENT", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(relay::optional()))]
     skip: Vec<String>,
     /// Deploy only the web pages built from www/ (the relay must be deployed already)
     #[arg(long, conflicts_with = "disable_mail")]
@@ -100,10 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--website-only: there are no web pages to deploy (see the warning above)");
     }
     // the resources do not depend on the architecture, only the binaries' sources do
-    let mut query = relay::fact_query(&relay)?;
-    relay::preflight::extend_query(&relay.config, &mut query);
-    relay.options.dovecot_debs.extend_query(&mut query);
-    relay::elf::extend_query(&mut query);
+    let query = relay::fact_query(&relay)?;
     let state_for = |facts: &facts::HostFacts| -> Result<operations::State, engine::Error> {
         relay::preflight::check(&relay.config, facts)
             // every binary is checked against the host before it can be uploaded

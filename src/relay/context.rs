@@ -9,7 +9,7 @@ use operations::{File, Templates};
 use serde_json::{Value, json};
 
 use super::release::Release;
-use super::{RelayOptions, templates};
+use super::{RelayOptions, components, templates};
 
 /// Where the relay's own binaries go on the host.
 pub const BIN_DIR: &str = "/usr/local/bin";
@@ -47,6 +47,16 @@ impl Relay {
     }
 
     pub fn new(config: Config, ini: Vec<u8>, options: RelayOptions) -> anyhow::Result<Relay> {
+        if let Some(name) = options
+            .local_binaries
+            .keys()
+            .find(|name| components::pin(name).is_none())
+        {
+            anyhow::bail!(
+                "--binary {name}=...: no component downloads {name} (known: {})",
+                components::pin_names().join(", ")
+            );
+        }
         let vars = variables(&config, &options);
         let templates = templates::load(options.template_dir.as_deref())?;
         let mut warnings = Vec::new();

@@ -4,31 +4,19 @@
 //! like upstream's deployers: install (accounts, packages), configure (files), activate
 //! (services). No component knows another's files.
 
-mod base;
-mod chatmaild;
+pub mod components;
 mod context;
-mod dovecot;
 pub mod dovecot_build;
 pub mod elf;
 pub mod embedded;
-mod iroh;
-mod mtail;
-mod nginx;
-mod opendkim;
 mod pinned;
-mod postfix;
 pub mod preflight;
 pub mod release;
 mod templates;
-mod tls;
-mod turn;
-mod unbound;
-mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use ::chatmaild::config::Config;
 use operations::State;
 
 pub use context::Relay;
@@ -61,60 +49,9 @@ pub struct RelayOptions {
     pub dovecot_debs: dovecot_build::DovecotDebs,
 }
 
-/// Components that can be left out with `--skip`.
-pub const OPTIONAL: &[&str] = &["turn", "iroh-relay", "mtail"];
-
-/// One part of the relay.
-trait Component {
-    fn install(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn configure(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn activate(&self, _relay: &Relay, _s: &mut State) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>> {
-    if options.website_only {
-        return vec![Box::new(nginx::Website)];
-    }
-    let wanted = |name: &str| !options.skip.contains(name);
-    let mut list: Vec<Box<dyn Component>> = vec![
-        Box::new(base::Base),
-        Box::new(base::Legacy),
-        Box::new(base::Journald),
-        Box::new(unbound::Unbound),
-    ];
-    if wanted("turn") {
-        list.push(Box::new(turn::Turn));
-    }
-    // a relay named in chatmail.ini replaces the local one (upstream still ran it)
-    if wanted("iroh-relay") && config.enable_iroh_relay {
-        list.push(Box::new(iroh::IrohRelay));
-    }
-    list.push(Box::new(tls::Tls));
-    list.push(Box::new(chatmaild::Chatmaild));
-    list.push(Box::new(chatmaild::Filtermail));
-    if config.ipv4_relay.is_none() {
-        list.push(Box::new(opendkim::OpenDkim));
-    }
-    list.push(Box::new(dovecot::Dovecot));
-    list.push(Box::new(postfix::Postfix));
-    // the web root before what nginx puts into it
-    list.push(Box::new(nginx::Website));
-    list.push(Box::new(nginx::Nginx));
-    if wanted("mtail") {
-        if config.mtail_address.is_some() {
-            list.push(Box::new(mtail::Mtail));
-        } else {
-            list.push(Box::new(mtail::MtailOff));
-        }
-    }
-    list.push(Box::new(version::Version));
-    list
+/// The components `--skip` can leave out.
+pub fn optional() -> Vec<&'static str> {
+    components::optional()
 }
 
 /// The facts any host's state asks for, asked before its release is known: a fact the
@@ -122,6 +59,7 @@ fn components(config: &Config, options: &RelayOptions) -> Vec<Box<dyn Component>
 /// missing and show a change on every run. A check that only some releases' states make
 /// runs only on those (on 13 that spares the download probe for chatmail's Dovecot .debs);
 /// elsewhere it answers no, and no state there reads it.
+/// Also asks what preflight, the Dovecot choice and the binary checks read.
 pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
     let mut query = desired_state(relay)?.query();
     let mut per_release = Vec::new();
@@ -148,16 +86,16 @@ pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
         }
         query.merge(&q);
     }
+    preflight::extend_query(&relay.config, &mut query);
+    relay.options.dovecot_debs.extend_query(&mut query);
+    elf::extend_query(&mut query);
     Ok(query)
 }
 
 /// The whole relay, stage by stage.
 pub fn desired_state(relay: &Relay) -> anyhow::Result<State> {
-    let parts = components(&relay.config, &relay.options);
+    let parts = components::of(relay);
     let mut s = State::new();
-    if !relay.options.website_only {
-        base::accounts(relay, &mut s);
-    }
     for c in &parts {
         c.install(relay, &mut s)?;
     }

@@ -8,39 +8,6 @@ use ::chatmaild::config::Config;
 
 const MTAIL_CHECK: &str = "preflight: mtail_address on the host";
 
-/// (port, processes allowed to hold it)
-fn ports(c: &Config) -> Vec<(u16, &'static [&'static str])> {
-    let smtpd: &[&str] = &["master", "smtpd"];
-    // systemd holds them when the units are socket-activated
-    let filtermail: &[&str] = &["filtermail", "systemd"];
-    let mut list = vec![
-        (25, smtpd),
-        (53, &["unbound"][..]),
-        (80, &["acmetool", "nginx"][..]),
-        (143, &["imap-login", "dovecot"][..]),
-        (443, &["nginx"][..]),
-        (465, smtpd),
-        (587, smtpd),
-        (993, &["dovecot", "imap-login"][..]),
-        (3340, &["iroh-relay"][..]),
-        (8443, &["nginx"][..]),
-        // the 443 front's PROXY-protocol hops (HTTPS, SMTPS, IMAPS)
-        (8444, &["nginx"][..]),
-        (8465, &["nginx"][..]),
-        (8993, &["nginx"][..]),
-        (c.postfix_reinject_port, smtpd),
-        (c.postfix_reinject_port_incoming, smtpd),
-        (c.filtermail_smtp_port, filtermail),
-        (c.filtermail_smtp_port_incoming, filtermail),
-        (c.filtermail_http_port_incoming, filtermail),
-        (c.filtermail_lmtp_port_transport, filtermail),
-    ];
-    if c.tls_cert_mode == ::chatmaild::config::TlsMode::Acme {
-        list.push((402, &["acmetool"][..]));
-    }
-    list
-}
-
 /// The host's TCP listeners with their programs, in `ss -Hltnp` format.
 const LISTENERS: &str = "preflight: listeners";
 const NO_SS: &str = "@no-ss";
@@ -55,7 +22,7 @@ echo "LISTEN 0 0 *:$port *:* users:$prog"; done; fi"#;
 
 /// Adds the host-side checks to the facts query.
 pub fn extend_query(config: &Config, q: &mut Query) {
-    if let Some(addr) = config.mtail_address.as_deref().filter(|a| !is_loopback(a)) {
+    if let Some(addr) = mtail_address_to_check(config) {
         q.checks.insert(
             MTAIL_CHECK.into(),
             format!(
@@ -68,6 +35,11 @@ pub fn extend_query(config: &Config, q: &mut Query) {
         LISTENERS.into(),
         format!("{{ {LISTENERS_SCRIPT}; }} || echo {NO_SS}"),
     );
+}
+
+/// The mtail address the host must have (asked only then): a loopback one it always has.
+fn mtail_address_to_check(config: &Config) -> Option<&str> {
+    config.mtail_address.as_deref().filter(|a| !is_loopback(a))
 }
 
 /// One listening socket: its port and the programs holding it (`(name, pid)`; empty when
@@ -104,7 +76,7 @@ fn parse_listeners(out: &str) -> Vec<Listener> {
 
 /// The first port of the relay held by another program, as an error line.
 fn port_conflict(config: &Config, listeners: &[Listener]) -> Option<String> {
-    for (port, allowed) in ports(config) {
+    for (port, allowed) in super::components::ports(config) {
         for l in listeners.iter().filter(|l| l.port == port) {
             if l.programs.is_empty() {
                 return Some(format!(
@@ -135,7 +107,7 @@ fn is_loopback(addr: &str) -> bool {
 pub fn check(config: &Config, facts: &HostFacts) -> anyhow::Result<()> {
     check_release(&facts.os)?;
     check_privacy(config)?;
-    if let Some(false) = facts.checks.get(MTAIL_CHECK) {
+    if mtail_address_to_check(config).is_some() && facts.checks.get(MTAIL_CHECK) == Some(&false) {
         bail!(
             "mtail_address {} is not an address of the host (VPN down?)",
             config.mtail_address.as_deref().unwrap_or("")

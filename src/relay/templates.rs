@@ -1,69 +1,17 @@
-//! Every config file template, compiled into the binary.
+//! The config file templates, compiled into the binary (each component declares its own),
+//! and the operator's replacements for them.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use operations::Templates;
 
-macro_rules! embedded {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
-    };
-}
-
-/// (name, source) of each file under templates/.
-pub const SOURCES: &[(&str, &str)] = embedded![
-    "base/00InstallRecommends",
-    "systemd/journald.conf",
-    "systemd/dict-service.service.j2",
-    "systemd/dict-service.socket.j2",
-    "systemd/oneshot.service.j2",
-    "systemd/daily.timer.j2",
-    "systemd/filtermail.service.j2",
-    "systemd/filtermail.socket.j2",
-    "unbound/chatmail.conf.j2",
-    "unbound/resolv.conf",
-    "acme/hook-nginx",
-    "acme/responses.j2",
-    "acme/target.j2",
-    "acme/desired.j2",
-    "acme/acmetool-redirector.service",
-    "acme/acmetool-reconcile.service",
-    "acme/acmetool-reconcile.timer",
-    "tls/tls-cert-reload.path.j2",
-    "tls/tls-cert-reload.service",
-    "opendkim/opendkim.conf.j2",
-    "opendkim/KeyTable.j2",
-    "opendkim/SigningTable.j2",
-    "opendkim/10-prevent-memory-leak.conf",
-    "dovecot/dovecot.conf.j2",
-    "dovecot/dovecot24.conf.j2",
-    "dovecot/auth.conf",
-    "dovecot/auth.lua",
-    "dovecot/push_notification.lua",
-    "dovecot/10_restart.conf",
-    "postfix/main.cf.j2",
-    "postfix/master.cf.j2",
-    "postfix/submission_header_cleanup",
-    "postfix/lmtp_header_cleanup",
-    "postfix/smtp_tls_policy_map",
-    "postfix/login_map",
-    "postfix/10_restart.conf",
-    "nginx/nginx.conf.j2",
-    "nginx/autoconfig.xml.j2",
-    "nginx/mta-sts.txt.j2",
-    "iroh/iroh-relay.service",
-    "iroh/iroh-relay.toml",
-    "iroh/turnserver.service.j2",
-    "mtail/mtail.service.j2",
-    "mtail/delivered_mail.mtail",
-];
-
 /// The built-in templates; a file `DIR/NAME` in `overrides` replaces template NAME (only
 /// names that exist: a typo must not go unnoticed).
 pub fn load(overrides: Option<&Path>) -> anyhow::Result<Templates> {
     let mut t = Templates::new();
-    for (name, source) in SOURCES {
+    for template in super::components::every_template() {
+        let (name, source) = (template.name, template.source);
         let own = overrides.map(|dir| dir.join(name)).filter(|p| p.is_file());
         match own {
             Some(path) => {
@@ -76,7 +24,7 @@ pub fn load(overrides: Option<&Path>) -> anyhow::Result<Templates> {
     }
     if let Some(dir) = overrides {
         for name in files_under(dir, dir)? {
-            if !SOURCES.iter().any(|(n, _)| *n == name) {
+            if !super::components::every_template().any(|t| t.name == name) {
                 bail!("{}: no built-in template is called {name}", dir.display());
             }
         }

@@ -42,7 +42,7 @@ fn state_with(ini: &str, website_only: bool) -> operations::State {
     state_with_skip(ini, website_only, &[])
 }
 
-fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
+pub(crate) fn state_with_skip(ini: &str, website_only: bool, skip: &[&str]) -> operations::State {
     state_on(ini, website_only, skip, release::Release::Bookworm)
 }
 
@@ -69,6 +69,14 @@ fn with_relay<T>(
     release: release::Release,
     f: impl FnOnce(&Relay) -> T,
 ) -> T {
+    let (relay, dir) = test_relay(ini, website_only, skip);
+    let result = f(&relay.with_release(release));
+    std::fs::remove_dir_all(&dir).unwrap();
+    result
+}
+
+/// A relay for this chatmail.ini text with stand-in binaries in the returned directory.
+fn test_relay(ini: &str, website_only: bool, skip: &[&str]) -> (Relay, std::path::PathBuf) {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("relay-tpl-{}-{n}", std::process::id()));
@@ -92,11 +100,78 @@ fn with_relay<T>(
         ini.as_bytes().to_vec(),
         options,
     )
-    .unwrap()
-    .with_release(release);
-    let result = f(&relay);
+    .unwrap();
+    (relay, dir)
+}
+
+/// The first facts query covers every fact the plan reads, for a Debian 12 and a Debian 13
+/// host alike (a fact read but not asked panics in this debug build: see facts::Answers).
+#[test]
+fn the_first_query_covers_what_the_plan_reads_on_12_and_13() {
+    for ini in [
+        "[params]\nmail_domain = chat.example.org\nacme_email = a@example.org\nmtail_address = 10.0.0.9\n",
+        "[params]\nmail_domain = _relay.test\ntls_external_cert_and_key = /c.pem /k.pem\n",
+        "[params]\nmail_domain = 10.1.2.3\n",
+    ] {
+        let (relay, dir) = test_relay(ini, false, &[]);
+        let query = fact_query(&relay).unwrap();
+        for (version, installed) in [("12", false), ("12", true), ("13", false), ("13", true)] {
+            let mut facts = if installed {
+                packages_installed(&query)
+            } else {
+                query.unanswered()
+            };
+            facts.os = facts::OsRelease {
+                id: "debian".into(),
+                version_id: version.into(),
+                ..Default::default()
+            };
+            facts.arch = "x86_64".into();
+            preflight::check(&relay.config, &facts).unwrap();
+            // `for_host` as `run` does, but for the check of the stand-in binaries
+            let release = release::Release::of(&facts.os).unwrap();
+            let host = relay.with_release(release);
+            assert_eq!(host.release.version_id(), version);
+            let state = desired_state(&host).unwrap();
+            let plan = operations::plan(&state, &facts).unwrap();
+            assert!(!plan.is_empty(), "a fresh host gets the relay");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A host with every asked package installed: the plan goes past the package barrier.
+fn packages_installed(query: &facts::Query) -> facts::HostFacts {
+    let mut facts = query.unanswered();
+    for name in &query.packages {
+        let package = facts::Package {
+            name: name.clone(),
+            status: "ii".into(),
+            version: "1".into(),
+        };
+        facts.packages.insert(name.clone(), package);
+    }
+    facts
+}
+
+/// The assertion above has teeth: a guard the query does not ask about fails loudly.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    should_panic(expected = "the facts query did not ask for check \"test -e /not-asked\"")
+)]
+fn a_guard_missing_from_the_query_panics_in_debug_builds() {
+    let (relay, dir) = test_relay("[params]\nmail_domain = chat.example.org\n", false, &[]);
+    let mut facts = packages_installed(&fact_query(&relay).unwrap());
+    facts.os.id = "debian".into();
+    let mut state = desired_state(&relay).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    result
+    state.add(operations::Command::new(
+        "added after the query",
+        "true",
+        operations::Guard::Unless("test -e /not-asked".into()),
+    ));
+    let _ = operations::plan(&state, &facts);
 }
 
 fn every_template_is_used(f: &BTreeMap<String, String>) {

@@ -157,10 +157,11 @@ impl Drop for TestHost {
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    // the examples are workspace members of their own (they depend on the engine only)
+    // the examples are workspace members of their own (they depend on the engine only), built
+    // with the engine's test hooks as the deploy tool is under `cargo test`
     let path = dir.join(name);
     let built = Command::new(env!("CARGO"))
-        .args(["build", "-p", name])
+        .args(["build", "-p", name, "--features", "test-hooks"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo build -p");

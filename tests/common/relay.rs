@@ -29,10 +29,19 @@ pub fn deploy_tool() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chatmail-deploy"))
 }
 
-/// The relay binaries, built for this machine (the test hosts have the same arch).
+/// The relay binaries, built for this machine (the test hosts have the same arch), with the
+/// test hooks as `cargo test` builds them: a build without would replace the binary
+/// chatmaild's own tests run (and rebuild it).
 pub fn bin_dir() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "chatmaild", "--bins"])
+        .args([
+            "build",
+            "-p",
+            "chatmaild",
+            "--bins",
+            "--features",
+            "test-hooks",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo build");

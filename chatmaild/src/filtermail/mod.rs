@@ -99,20 +99,19 @@ pub struct Settings {
     pub dns_server: Option<SocketAddr>,
 }
 
-/// Test-only environment variable naming a DNS server (`ip:port`) to use instead of the
-/// system resolver. Relays never set it.
+/// Test hook naming a DNS server (`ip:port`) to use instead of the system resolver; read
+/// only by builds with the `test-hooks` feature (see [`crate::test_hooks`]).
 pub const DNS_SERVER_ENV: &str = "FILTERMAIL_TEST_DNS_SERVER";
 
 impl Settings {
     pub fn from_config(config: &Config) -> Result<Settings, String> {
-        let skip_dkim = std::env::var("FILTERMAIL_SKIP_DKIM")
-            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        let dns_server = match std::env::var(DNS_SERVER_ENV) {
-            Ok(v) => Some(
+        let skip_dkim = crate::test_hooks::skip_dkim();
+        let dns_server = match crate::test_hooks::var(DNS_SERVER_ENV) {
+            Some(v) => Some(
                 v.parse()
                     .map_err(|_| format!("{DNS_SERVER_ENV}={v:?} is not an ip:port address"))?,
             ),
-            Err(_) => None,
+            None => None,
         };
         Ok(Settings {
             listen_host: config.filtermail_host,

@@ -199,13 +199,6 @@ async fn within<T>(
     }
 }
 
-fn test_deadline_scale() -> f64 {
-    std::env::var("CHATMAIL_DEPLOY_DEADLINE_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0)
-}
-
 /// Everything between taking the lock and letting it go.
 async fn plan_and_apply<'s>(
     remote: &Host,
@@ -250,8 +243,8 @@ async fn plan_and_apply<'s>(
     }
     let options = ApplyOptions {
         stop_after_packages: true,
-        hold_before_handlers: std::env::var_os("CHATMAIL_DEPLOY_HOLD_BEFORE_RESTARTS").is_some(),
-        deadline_scale: test_deadline_scale(),
+        hold_before_handlers: crate::test_hooks::hold_before_restarts(),
+        deadline_scale: crate::test_hooks::deadline_scale(),
     };
     let mut applied = Vec::new();
     let (mut covered, mut handlers) = (0, 0);

@@ -9,6 +9,7 @@
 pub mod driver;
 mod error;
 pub mod printer;
+mod test_hooks;
 pub mod transport;
 
 pub use error::{Error, one_line};

@@ -33,6 +33,7 @@ fn unit(name: &str, file_state: &str, active: &str) -> Unit {
         active_state: active.into(),
         unit_file_state: file_state.into(),
         fragment_path: String::new(),
+        ..Unit::default()
     }
 }
 

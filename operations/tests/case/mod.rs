@@ -422,8 +422,8 @@ impl Facts {
             },
             arch: "x86_64".into(),
             dpkg_arch: "amd64".into(),
-            virtual_packages: self.virtual_packages.clone(),
-            checks: self.checks.clone(),
+            virtual_packages: self.virtual_packages.clone().into(),
+            checks: self.checks.clone().into(),
             ..HostFacts::default()
         };
         for name in &self.installed {
@@ -505,6 +505,7 @@ impl Facts {
                     active_state: active.into(),
                     unit_file_state: file_state.into(),
                     fragment_path: format!("/etc/systemd/system/{name}"),
+                    ..facts::Unit::default()
                 },
             );
         }

@@ -50,7 +50,7 @@ fn debian_13_gets_dovecot_24_with_lua_auth_and_no_chatmail_build() {
     assert!(!f.contains_key("/etc/dovecot/auth.conf"));
     assert!(f.contains_key("/etc/systemd/system/postfix.service.d/10_restart.conf"));
     assert!(!f.contains_key("/etc/systemd/system/postfix@.service.d/10_restart.conf"));
-    for p in super::super::dovecot::DEBIAN_24_PACKAGES {
+    for p in super::super::components::dovecot::DEBIAN_24_PACKAGES {
         assert!(packages.iter().any(|n| n == p), "{p} not installed");
     }
     assert!(

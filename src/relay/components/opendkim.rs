@@ -2,7 +2,9 @@
 
 use operations::{Command, Directory, Guard, Removed, Service, State};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&OpenDkim];
 
 const OPENDKIM: &str = "opendkim.service";
 pub const PRIVATE_KEY: &str = "/etc/dkimkeys/opendkim.private";
@@ -10,6 +12,26 @@ pub const PRIVATE_KEY: &str = "/etc/dkimkeys/opendkim.private";
 pub struct OpenDkim;
 
 impl Component for OpenDkim {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "opendkim",
+            order: 100,
+            units: &[OPENDKIM],
+            templates: templates![
+                "opendkim/opendkim.conf.j2",
+                "opendkim/KeyTable.j2",
+                "opendkim/SigningTable.j2",
+                "opendkim/10-prevent-memory-leak.conf",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
+    // a relay that sends through ipv4_relay leaves signing to that relay
+    fn wanted(&self, relay: &Relay) -> bool {
+        relay.config.ipv4_relay.is_none()
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.package("opendkim").package("opendkim-tools");
         Ok(())

@@ -2,13 +2,26 @@
 
 use operations::{Directory, Service, State};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Unbound];
 
 const UNBOUND: &str = "unbound.service";
 
 pub struct Unbound;
 
 impl Component for Unbound {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "unbound",
+            order: 40,
+            units: &[UNBOUND],
+            ports: |_| vec![(53, &["unbound"])],
+            templates: templates!["unbound/chatmail.conf.j2", "unbound/resolv.conf"],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.package("unbound")
             .package("dns-root-data")

@@ -2,12 +2,14 @@
 
 use operations::{Command, Guard, Removed, Service, State};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Dovecot];
 
 const DOVECOT: &str = "dovecot.service";
 
 /// Debian 13's Dovecot 2.4 and what the Lua passdb/userdb (auth.lua) needs.
-pub(super) const DEBIAN_24_PACKAGES: &[&str] = &[
+pub(in crate::relay) const DEBIAN_24_PACKAGES: &[&str] = &[
     "dovecot-core",
     "dovecot-imapd",
     "dovecot-lmtpd",
@@ -21,6 +23,27 @@ const CHATMAIL_PIN: &str = "/etc/apt/preferences.d/pin-dovecot";
 pub struct Dovecot;
 
 impl Component for Dovecot {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "dovecot",
+            order: 110,
+            units: &[DOVECOT],
+            ports: |_| {
+                let dovecot: &[&str] = &["dovecot", "imap-login"];
+                vec![(143, dovecot), (993, dovecot)]
+            },
+            templates: templates![
+                "dovecot/dovecot.conf.j2",
+                "dovecot/dovecot24.conf.j2",
+                "dovecot/auth.conf",
+                "dovecot/auth.lua",
+                "dovecot/push_notification.lua",
+                "dovecot/10_restart.conf",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         if relay.release.has_chatmail_dovecot() {
             super::dovecot_build::add(&relay.options.dovecot_debs, s);

@@ -6,7 +6,9 @@ use operations::{Directory, File, Notify, Service, State, Symlink};
 use serde_json::json;
 
 use super::context::{BIN_DIR, INI_PATH};
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Chatmaild, &Filtermail];
 
 /// (unit, binary, description, socket, restart seconds, umask)
 const DICT_SERVICES: &[(&str, &str, &str, &str, u32, &str)] = &[
@@ -145,6 +147,27 @@ fn unit_path(unit: &str) -> String {
 pub struct Chatmaild;
 
 impl Component for Chatmaild {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "chatmaild",
+            order: 80,
+            units: &[
+                "doveauth.service",
+                "chatmail-metadata.service",
+                "lastlogin.service",
+                "chatmail-expire.timer",
+                "chatmail-fsreport.timer",
+            ],
+            templates: templates![
+                "systemd/dict-service.service.j2",
+                "systemd/dict-service.socket.j2",
+                "systemd/oneshot.service.j2",
+                "systemd/daily.timer.j2",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         let mut bin = File::new(multi_call_path(), relay.binary(MULTI_CALL)?).mode(0o755);
         bin.notify = units_running_it()
@@ -247,6 +270,35 @@ impl Component for Chatmaild {
 pub struct Filtermail;
 
 impl Component for Filtermail {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "filtermail",
+            order: 90,
+            units: &[
+                "filtermail.service",
+                "filtermail-incoming.service",
+                "filtermail-transport.service",
+            ],
+            // systemd holds them when the units are socket-activated
+            ports: |c| {
+                let filtermail: &[&str] = &["filtermail", "systemd"];
+                [
+                    c.filtermail_smtp_port,
+                    c.filtermail_smtp_port_incoming,
+                    c.filtermail_http_port_incoming,
+                    c.filtermail_lmtp_port_transport,
+                ]
+                .map(|port| (port, filtermail))
+                .to_vec()
+            },
+            templates: templates![
+                "systemd/filtermail.service.j2",
+                "systemd/filtermail.socket.j2"
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         let units: Vec<&str> = FILTERMAIL_UNITS.iter().map(|(unit, ..)| *unit).collect();
         s.add(program_link("filtermail", &units));

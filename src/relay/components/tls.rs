@@ -4,11 +4,37 @@ use ::chatmaild::config::TlsMode;
 use facts::shell::quote;
 use operations::{Command, Guard, Removed, Service, State};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Tls];
 
 pub struct Tls;
 
 impl Component for Tls {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "tls",
+            order: 70,
+            units: &["acmetool-redirector.service", "acmetool-reconcile.timer"],
+            ports: |c| match c.tls_cert_mode {
+                TlsMode::Acme => vec![(402, &["acmetool"])],
+                _ => vec![],
+            },
+            templates: templates![
+                "acme/hook-nginx",
+                "acme/responses.j2",
+                "acme/target.j2",
+                "acme/desired.j2",
+                "acme/acmetool-redirector.service",
+                "acme/acmetool-reconcile.service",
+                "acme/acmetool-reconcile.timer",
+                "tls/tls-cert-reload.path.j2",
+                "tls/tls-cert-reload.service",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         if relay.tls_mode() == TlsMode::Acme {
             s.package("acmetool");

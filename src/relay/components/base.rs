@@ -2,11 +2,30 @@
 
 use operations::{Directory, File, Group, Removed, RemovedTree, Service, State, User};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Accounts, &Base, &Legacy, &Journald];
 
 /// System accounts, created before any package: Postfix must be in the opendkim group to
 /// reach the signing socket, whatever the package created.
-pub fn accounts(relay: &Relay, s: &mut State) {
+pub struct Accounts;
+
+impl Component for Accounts {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "accounts",
+            order: 5,
+            ..Declaration::NONE
+        }
+    }
+
+    fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
+        accounts(relay, s);
+        Ok(())
+    }
+}
+
+fn accounts(relay: &Relay, s: &mut State) {
     s.add(Group {
         name: "vmail".into(),
         system: true,
@@ -39,6 +58,15 @@ pub fn accounts(relay: &Relay, s: &mut State) {
 pub struct Base;
 
 impl Component for Base {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "base",
+            order: 10,
+            templates: templates!["base/00InstallRecommends"],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.file(relay.file(
             "/etc/apt/apt.conf.d/00InstallRecommends",
@@ -72,6 +100,14 @@ const CMDEPLOY_TREES: &[&str] = &[
 ];
 
 impl Component for Legacy {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "legacy",
+            order: 20,
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         for name in ["rspamd", "unbound-anchor", "resolvconf"] {
             s.add(operations::Package {
@@ -116,6 +152,15 @@ impl Component for Legacy {
 pub struct Journald;
 
 impl Component for Journald {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "journald",
+            order: 30,
+            templates: templates!["systemd/journald.conf"],
+            ..Declaration::NONE
+        }
+    }
+
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.file(
             relay

@@ -3,13 +3,41 @@
 
 use operations::{Directory, File, Service, State};
 
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Website, &Nginx];
 
 const NGINX: &str = "nginx.service";
 
 pub struct Nginx;
 
 impl Component for Nginx {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "nginx",
+            order: 140,
+            units: &[NGINX, "fcgiwrap.socket"],
+            ports: |_| {
+                let nginx: &[&str] = &["nginx"];
+                vec![
+                    (80, &["acmetool", "nginx"]),
+                    (443, nginx),
+                    (8443, nginx),
+                    // the 443 front's PROXY-protocol hops (HTTPS, SMTPS, IMAPS)
+                    (8444, nginx),
+                    (8465, nginx),
+                    (8993, nginx),
+                ]
+            },
+            templates: templates![
+                "nginx/nginx.conf.j2",
+                "nginx/autoconfig.xml.j2",
+                "nginx/mta-sts.txt.j2",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.package("fcgiwrap")
             .package("nginx")
@@ -61,6 +89,16 @@ impl Component for Nginx {
 pub struct Website;
 
 impl Component for Website {
+    // the web root before what nginx puts into it
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "website",
+            order: 130,
+            website: true,
+            ..Declaration::NONE
+        }
+    }
+
     fn configure(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.directory(Directory::new("/var/www"));
         s.directory(Directory::new("/var/www/html"));

@@ -3,13 +3,45 @@
 use operations::{Command, Guard, Removed, Service, State};
 
 use super::release::Release;
-use super::{Component, Relay};
+use super::{Component, Declaration, Relay};
+
+pub const COMPONENTS: &[&dyn Component] = &[&Postfix];
 
 const POSTFIX: &str = "postfix.service";
 
 pub struct Postfix;
 
 impl Component for Postfix {
+    fn declaration(&self) -> &'static Declaration {
+        &Declaration {
+            name: "postfix",
+            order: 120,
+            units: &[POSTFIX],
+            ports: |c| {
+                let smtpd: &[&str] = &["master", "smtpd"];
+                [
+                    25,
+                    465,
+                    587,
+                    c.postfix_reinject_port,
+                    c.postfix_reinject_port_incoming,
+                ]
+                .map(|port| (port, smtpd))
+                .to_vec()
+            },
+            templates: templates![
+                "postfix/main.cf.j2",
+                "postfix/master.cf.j2",
+                "postfix/submission_header_cleanup",
+                "postfix/lmtp_header_cleanup",
+                "postfix/smtp_tls_policy_map",
+                "postfix/login_map",
+                "postfix/10_restart.conf",
+            ],
+            ..Declaration::NONE
+        }
+    }
+
     fn install(&self, _relay: &Relay, s: &mut State) -> anyhow::Result<()> {
         s.package("postfix");
         Ok(())
