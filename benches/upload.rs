@@ -1,11 +1,13 @@
 //! What a fresh relay deploy sends to the host: bytes uploaded (all that went through the
-//! remote commands' stdin) and wall time, then the same for the no-op re-run.
+//! remote commands' stdin) and wall time, then the same for the no-op re-run, next to the
+//! numbers measured before the relay programs became one static multi-call binary.
 //!
 //!     CHATMAIL_TESTHOSTS=1 cargo bench --profile dev --bench upload [-- --tool PATH]
 //!
 //! Default: this workspace's chatmail-deploy with the relay binaries built beside it
 //! (`--bin-dir`); `--tool PATH`: that chatmail-deploy (e.g. dist/chatmail-deploy-linux-x86_64)
-//! with the relay binaries it carries. Prints numbers; asserts only that the runs worked.
+//! with the relay binaries it carries. The host is created fresh and removed afterwards.
+//! Prints numbers; asserts only that the runs worked.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,6 +18,14 @@ use std::time::Instant;
 use common::{TestHost, run};
 
 const DOMAIN: &str = "_ship-upload.test";
+const HOST: &str = "shp-upload";
+
+/// Fresh deploys measured earlier on the same kind of test host (issue 12's note): the eight
+/// relay programs of the past, uploaded as they were.
+const BEFORE: &[(&str, u64, f64)] = &[
+    ("8 debug binaries, uncompressed", 68_458_832, 214.0),
+    ("8 static release binaries, gzip", 11_231_024, 59.5),
+];
 
 fn main() {
     if !common::enabled("upload bench") {
@@ -30,7 +40,9 @@ fn main() {
         Some(tool) => (tool, None),
         None => (common::relay::deploy_tool(), Some(common::relay::bin_dir())),
     };
-    let host = TestHost::up("ship-upload");
+    // fresh: a host left from an earlier run already has everything
+    down(HOST);
+    let host = TestHost::up(HOST);
     let dir = std::env::temp_dir().join(format!("ship-upload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ini = dir.join("chatmail.ini");
@@ -55,21 +67,38 @@ fn main() {
         println!("relay binaries in --bin-dir {}: {sizes} bytes", d.display());
     }
     println!(
-        "{:<14} {:>14} {:>9} {:>9}",
+        "{:<34} {:>14} {:>9} {:>9}",
         "case", "uploaded B", "wall s", "commands"
     );
+    for (case, bytes, wall) in BEFORE {
+        println!(
+            "{:<34} {bytes:>14} {wall:>9.1} {:>9}",
+            format!("before: {case}"),
+            "-"
+        );
+    }
     for case in ["fresh deploy", "no-op re-run"] {
         let t = Instant::now();
         let r = run(&tool, &deploy, &[]);
         let wall = t.elapsed().as_secs_f64();
         assert_eq!(r.code, 0, "{}", r.stderr);
         println!(
-            "{case:<14} {:>14} {wall:>9.2} {:>9}",
-            uploaded_bytes(&r.stderr),
+            "{case:<34} {:>14} {wall:>9.1} {:>9}",
+            common::uploaded_bytes(&r.stderr),
             common::remote_commands(&r.stderr)
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
+    down(HOST);
+}
+
+fn down(name: &str) {
+    let status = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testhost/down"))
+        .arg(name)
+        .status()
+        .expect("run down");
+    assert!(status.success(), "down {name} failed");
 }
 
 /// The relay binaries the workspace builds today; a set that has fewer simply counts less.
@@ -84,15 +113,3 @@ const RELAY_BINARIES: &[&str] = &[
     "chatmail-fsreport",
     "newemail",
 ];
-
-/// The bytes from the deploy tool's "done in 1.2 s, 34 remote commands, 5678 bytes uploaded".
-fn uploaded_bytes(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("done in "))
-        .filter_map(|l| l.split(", ").nth(2))
-        .filter_map(|l| l.strip_suffix(" bytes uploaded"))
-        .filter_map(|n| n.parse().ok())
-        .next_back()
-        .unwrap_or(0)
-}

@@ -1,6 +1,7 @@
 //! What an operator downloads: the static linux-x86_64 chatmail-deploy built by .ci/dist,
-//! run from a directory with nothing beside it, deploys a relay from the relay binaries it
-//! carries; the relay passes `test --insecure` and a second run changes nothing.
+//! carrying the relay binary for both architectures, run from a directory with nothing
+//! beside it, deploys a relay from the binary it carries for the host; the relay passes
+//! `test --insecure` and a second run changes nothing.
 //!
 //!     CHATMAIL_TESTHOSTS=1 CHATMAIL_DIST_TESTS=1 cargo test --test distributable
 //!     CHATMAIL_TESTHOSTS=1 CHATMAIL_DIST_ARTIFACT=dist/chatmail-deploy-linux-x86_64 cargo test --test distributable
@@ -61,13 +62,15 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
     let version = run(&tool, &["--version"], &[]);
     assert_eq!(version.code, 0, "{}", version.stderr);
     let carried = embedded(&version.stdout);
-    assert!(
-        carried.iter().any(|(arch, _, _)| arch == "x86_64"),
-        "{}",
-        version.stdout
-    );
+    for arch in ["x86_64", "aarch64"] {
+        assert!(
+            carried.iter().any(|(a, _, _)| a == arch),
+            "no {arch} relay binary: {}",
+            version.stdout
+        );
+    }
 
-    let host = TestHost::up("ship-dist");
+    let host = TestHost::up("shp-dist");
     dns_set(&[
         &format!("{DOMAIN}. 60 IN A {}", host.addr),
         &format!("{DOMAIN}. 60 IN MX 10 {DOMAIN}."),
@@ -78,6 +81,13 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = run(&tool, &args, &[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
+    // the relay binary went as the gzip stream the artifact stores (about 4 MB), not as
+    // 8.6 MB of ELF: the whole fresh deploy stays within issue 12's 6 MB
+    let uploaded = common::uploaded_bytes(&first.stderr);
+    assert!(
+        uploaded > 0 && uploaded <= 6_000_000,
+        "{uploaded} bytes uploaded"
+    );
 
     // the host runs exactly the x86_64 binaries the artifact carries (wherever each goes)
     let on_host = host.sh("sha256sum /usr/local/bin/* /usr/lib/cgi-bin/* 2>/dev/null || true");

@@ -491,7 +491,7 @@ impl Planner<'_> {
                 .filter(|n| self.checks.contains_key(n.unit()))
                 .map(|n| script::keep_previous(script::PREVIOUS_DIR, n.unit(), &f.path))
                 .collect();
-            let upload = crate::upload::prepare(&f.content);
+            let upload = crate::upload::prepare_gzipped(&f.content, f.gzip);
             let write = script::write_file(
                 &f.path,
                 &f.owner,

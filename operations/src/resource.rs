@@ -36,6 +36,9 @@ pub struct File {
     pub group: String,
     pub mode: u32,
     pub notify: Vec<Notify>,
+    /// The content's gzip stream when this program already holds one (the relay binaries
+    /// it carries): uploaded as it is instead of compressing the content again.
+    pub gzip: Option<&'static [u8]>,
 }
 
 impl File {
@@ -47,7 +50,14 @@ impl File {
             group: "root".into(),
             mode: 0o644,
             notify: Vec::new(),
+            gzip: None,
         }
+    }
+
+    /// `stream` must unpack to the content: the host checks the unpacked size and sha256.
+    pub fn gzipped(mut self, stream: &'static [u8]) -> Self {
+        self.gzip = Some(stream);
+        self
     }
 
     pub fn owner(mut self, owner: &str, group: &str) -> Self {

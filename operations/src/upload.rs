@@ -18,9 +18,20 @@ pub struct Upload {
 /// The upload of `content`: gzip-compressed when it is large and compression pays (an
 /// already compressed archive is sent as it is).
 pub fn prepare(content: &[u8]) -> Upload {
+    prepare_gzipped(content, None)
+}
+
+/// The upload of `content` whose gzip stream the caller may already hold (`stored`, e.g. a
+/// relay binary this program carries): that stream goes as it is, so the content is not
+/// compressed a second time. The same rule decides whether compression pays. The stream is
+/// trusted no further than a fresh one: the host unpacks it and checks size and sha256.
+pub fn prepare_gzipped(content: &[u8], stored: Option<&[u8]>) -> Upload {
     if content.len() > COMPRESS_ABOVE {
-        let packed = gzip(content);
-        if packed.len() < content.len() / 10 * 9 {
+        let packed = match stored {
+            Some(stream) => stream.to_vec(),
+            None => gzip(content),
+        };
+        if pays(content, &packed) {
             return Upload {
                 stdin: packed,
                 compressed: true,
@@ -31,6 +42,11 @@ pub fn prepare(content: &[u8]) -> Upload {
         stdin: content.to_vec(),
         compressed: false,
     }
+}
+
+/// Compression pays when it saves at least a tenth.
+fn pays(content: &[u8], packed: &[u8]) -> bool {
+    packed.len() < content.len() / 10 * 9
 }
 
 /// gzip's own level (6): level 9 makes the relay binaries 1 % smaller at twice the time.
@@ -68,6 +84,31 @@ mod tests {
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&up.stdin[..]), &mut back)
             .unwrap();
         assert_eq!(back, content);
+    }
+
+    #[test]
+    fn a_stored_gzip_stream_goes_as_it_is() {
+        let content: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 7).to_le_bytes())
+            .collect();
+        // level 1, so that it differs from the stream `prepare` would make
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&content).unwrap();
+        let stored = encoder.finish().unwrap();
+        assert_ne!(stored, prepare(&content).stdin);
+
+        let up = prepare_gzipped(&content, Some(&stored));
+        assert!(up.compressed);
+        assert_eq!(up.stdin, stored);
+    }
+
+    #[test]
+    fn a_stored_stream_that_saves_too_little_is_not_sent() {
+        let content = vec![0u8; 100_000];
+        let stored = vec![1u8; 95_000];
+        let up = prepare_gzipped(&content, Some(&stored));
+        assert!(!up.compressed);
+        assert_eq!(up.stdin, content);
     }
 
     #[test]

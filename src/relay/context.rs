@@ -140,31 +140,34 @@ impl Relay {
         Ok(File::new(path, self.render(template, json!({}))?))
     }
 
-    /// The bytes of one of the relay's binaries, built for the host: from `--bin-dir` if
-    /// given, else those this program carries for the host's arch, else the files next to
-    /// this program (a build from source). Each is checked against the host first.
-    pub fn binary(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+    /// The relay's binary `name` as the executable file `path`, built for the host: from
+    /// `--bin-dir` if given, else the one this program carries for the host's arch (uploaded
+    /// as the gzip stream it is stored as), else the file next to this program (a build from
+    /// source). Each is checked against the host first.
+    pub fn binary_file(&self, path: &str, name: &str) -> anyhow::Result<File> {
         let dir = match &self.options.bin_dir {
             Some(dir) => dir.clone(),
             None => {
                 if let Some(embedded) = super::embedded::binary(&self.options.arch, name) {
-                    let bytes = embedded.map_err(anyhow::Error::msg)?;
+                    let embedded = embedded.map_err(anyhow::Error::msg)?;
                     let label = format!("embedded {}/{name}", self.options.arch);
-                    self.check_program(Path::new(&label), &bytes)?;
-                    return Ok(bytes);
+                    self.check_program(Path::new(&label), &embedded.bytes)?;
+                    return Ok(File::new(path, embedded.bytes)
+                        .mode(0o755)
+                        .gzipped(embedded.gzip));
                 }
                 beside_this_program()?
             }
         };
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).with_context(|| {
+        let local = dir.join(name);
+        let bytes = std::fs::read(&local).with_context(|| {
             format!(
                 "relay binary {} is missing: build it with `cargo build --release -p chatmaild` or pass --bin-dir",
-                path.display()
+                local.display()
             )
         })?;
-        self.check_program(&path, &bytes)?;
-        Ok(bytes)
+        self.check_program(&local, &bytes)?;
+        Ok(File::new(path, bytes).mode(0o755))
     }
 }
 

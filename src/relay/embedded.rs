@@ -10,13 +10,21 @@ type Entry = (&'static str, &'static str, &'static str, &'static [u8]);
 
 static TABLE: &[Entry] = include!(concat!(env!("OUT_DIR"), "/embedded_relay_binaries.rs"));
 
+/// An embedded binary, unpacked (for the checks before upload and the plan's hash) and
+/// as stored, so that the upload sends the stored gzip stream instead of packing it again.
+#[derive(Debug)]
+pub struct Embedded {
+    pub bytes: Vec<u8>,
+    pub gzip: &'static [u8],
+}
+
 /// The embedded binary `name` for `arch`: `None` when this build carries no relay binaries,
 /// an error naming what is there when it carries none for `arch` or none named `name`.
-pub fn binary(arch: &str, name: &str) -> Option<Result<Vec<u8>, String>> {
+pub fn binary(arch: &str, name: &str) -> Option<Result<Embedded, String>> {
     lookup(TABLE, arch, name)
 }
 
-fn lookup(table: &[Entry], arch: &str, name: &str) -> Option<Result<Vec<u8>, String>> {
+fn lookup(table: &[Entry], arch: &str, name: &str) -> Option<Result<Embedded, String>> {
     if table.is_empty() {
         return None;
     }
@@ -27,16 +35,16 @@ fn lookup(table: &[Entry], arch: &str, name: &str) -> Option<Result<Vec<u8>, Str
             arches.join(" and ")
         )));
     }
-    let Some((_, _, _, gzip)) = table.iter().find(|e| e.0 == arch && e.1 == name) else {
+    let Some(&(_, _, _, gzip)) = table.iter().find(|e| e.0 == arch && e.1 == name) else {
         return Some(Err(format!(
             "this chatmail-deploy carries no relay binary {name} for {arch} (it carries another relay version's set): pass --bin-dir"
         )));
     };
     let mut bytes = Vec::new();
     Some(
-        flate2::read::GzDecoder::new(*gzip)
+        flate2::read::GzDecoder::new(gzip)
             .read_to_end(&mut bytes)
-            .map(|_| bytes)
+            .map(|_| Embedded { bytes, gzip })
             .map_err(|err| format!("embedded relay binary {arch}/{name} is damaged: {err}")),
     )
 }
@@ -95,14 +103,11 @@ mod tests {
             ("x86_64", "chatmaild", "00", gzip(b"x86 build")),
             ("aarch64", "chatmaild", "00", gzip(b"arm build")),
         ];
-        assert_eq!(
-            lookup(&table, "aarch64", "chatmaild").unwrap().unwrap(),
-            b"arm build"
-        );
-        assert_eq!(
-            lookup(&table, "x86_64", "chatmaild").unwrap().unwrap(),
-            b"x86 build"
-        );
+        let arm = lookup(&table, "aarch64", "chatmaild").unwrap().unwrap();
+        assert_eq!(arm.bytes, b"arm build");
+        assert_eq!(arm.gzip, table[1].3, "the stored stream, for the upload");
+        let x86 = lookup(&table, "x86_64", "chatmaild").unwrap().unwrap();
+        assert_eq!(x86.bytes, b"x86 build");
     }
 
     #[test]

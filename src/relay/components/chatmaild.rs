@@ -169,7 +169,7 @@ impl Component for Chatmaild {
     }
 
     fn install(&self, relay: &Relay, s: &mut State) -> anyhow::Result<()> {
-        let mut bin = File::new(multi_call_path(), relay.binary(MULTI_CALL)?).mode(0o755);
+        let mut bin = relay.binary_file(&multi_call_path(), MULTI_CALL)?;
         bin.notify = units_running_it()
             .into_iter()
             .map(Notify::Restart)
