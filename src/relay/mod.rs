@@ -61,7 +61,9 @@ pub fn optional() -> Vec<&'static str> {
 /// elsewhere it answers no, and no state there reads it.
 /// Also asks what preflight, the Dovecot choice and the binary checks read.
 pub fn fact_query(relay: &Relay) -> anyhow::Result<facts::Query> {
-    let mut query = desired_state(relay)?.query();
+    // one state per release (the host's own is not known yet); the relay's default release
+    // is one of them, so its state needs no build of its own
+    let mut query = facts::Query::default();
     let mut per_release = Vec::new();
     for release in release::ALL {
         per_release.push((
