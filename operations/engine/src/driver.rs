@@ -348,9 +348,11 @@ fn uncovered(query: &facts::Query, wanted: &facts::Query) -> Option<String> {
     .or_else(|| missing("unit", |w| query.units.contains(w), wanted.units.iter()))
     .or_else(|| missing("read", |w| query.reads.contains(w), wanted.reads.iter()))
     .or_else(|| {
+        // a check is asked by its key: the query may run it only on some hosts (a
+        // check only one Debian release's state makes is gated on that release there)
         missing(
             "check",
-            |w| query.checks.get(w) == wanted.checks.get(w),
+            |w| query.checks.contains_key(w),
             wanted.checks.keys(),
         )
     })
