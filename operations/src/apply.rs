@@ -222,7 +222,7 @@ pub async fn apply<R: Remote>(
             Err(Error::ChangeFailed { detail, .. })
                 if matches!(change.kind, ChangeKind::Restart | ChangeKind::Reload) =>
             {
-                failures.push(detail)
+                failures.push(named_failure(&change.target, detail))
             }
             Err(e) => return Err(e),
         }
@@ -278,6 +278,16 @@ async fn execute<R: Remote>(
     Ok(())
 }
 
+/// A failed handler's message names its unit: a checked restart and systemd's own "Job for
+/// UNIT failed" do, a step's timeout ("no result within 24 s") does not.
+fn named_failure(unit: &str, detail: String) -> String {
+    if detail.contains(unit) {
+        detail
+    } else {
+        format!("{unit}: {detail}")
+    }
+}
+
 /// The lines of a successful command's stderr meant for the operator: commands print
 /// `warning: ...` for what succeeded but not as wished (the rest of stderr is tool noise).
 fn warnings(stderr: &[u8]) -> Vec<&str> {
@@ -291,6 +301,18 @@ fn warnings(stderr: &[u8]) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handler_failure_names_its_unit_once() {
+        assert_eq!(
+            named_failure("nginx.service", "no result within 24 s".into()),
+            "nginx.service: no result within 24 s"
+        );
+        let checked = "postfix@-.service: new config refused by postfix check".to_string();
+        assert_eq!(named_failure("postfix@-.service", checked.clone()), checked);
+        let systemd = "Job for a.service failed. (exit status 1)".to_string();
+        assert_eq!(named_failure("a.service", systemd.clone()), systemd);
+    }
 
     #[test]
     fn warnings_are_the_lines_that_say_so() {
