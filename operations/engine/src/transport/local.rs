@@ -7,23 +7,17 @@ use facts::{ExecOutput, LineSplitter, RemoteError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::lock::HEARTBEAT_SECS;
-use super::{Counter, Held, HeldStart, LockLost};
+use super::{Gate, Held, HeldStart};
 
 /// Like the SSH transport, at most 4 commands at once.
 #[derive(Debug)]
 pub struct Local {
-    count: Counter,
-    slots: tokio::sync::Semaphore,
-    lock_lost: LockLost,
+    gate: Gate,
 }
 
 impl Default for Local {
     fn default() -> Self {
-        Local {
-            count: Counter::default(),
-            slots: tokio::sync::Semaphore::new(4),
-            lock_lost: LockLost::default(),
-        }
+        Local { gate: Gate::new(4) }
     }
 }
 
@@ -61,11 +55,11 @@ async fn drain(
 
 impl Local {
     pub fn exec_count(&self) -> usize {
-        self.count.get()
+        self.gate.exec_count()
     }
 
     pub fn uploaded_bytes(&self) -> usize {
-        self.count.stdin_bytes()
+        self.gate.uploaded_bytes()
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
@@ -78,13 +72,7 @@ impl Local {
         stdin: &[u8],
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<ExecOutput, RemoteError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| RemoteError(e.to_string()))?;
-        self.lock_lost.check()?;
-        self.count.bump(stdin.len());
+        let _slot = self.gate.enter(stdin.len()).await?;
         let mut child = shell(command)?;
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let (stdout, stderr) = (
@@ -116,7 +104,7 @@ impl Local {
     /// See `Ssh::exec_held`: the shell keeps running, fed heartbeats, until released or
     /// until this process dies (its stdin pipe closes with it).
     pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
-        self.count.bump(0);
+        self.gate.count.bump(0);
         let mut child = shell(command)?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -147,7 +135,7 @@ impl Local {
             if out.stdout.ends_with(marker.as_bytes()) {
                 out.stderr = stderr.lock().unwrap().clone();
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let lock_lost = self.lock_lost.clone();
+                let lock_lost = self.gate.lock_lost.clone();
                 let task = tokio::spawn(async move {
                     let mut tick = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
                     tick.tick().await;

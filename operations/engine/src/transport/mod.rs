@@ -125,8 +125,47 @@ impl LockLost {
     }
 }
 
-/// Counts commands and the bytes sent to their stdin (the uploads); shared by both
-/// transports.
+/// What every command passes on its way to the host, whichever transport carries it: one
+/// of a few slots, the run lock still held, and the count of commands and uploaded bytes.
+#[derive(Debug)]
+struct Gate {
+    slots: tokio::sync::Semaphore,
+    count: Counter,
+    lock_lost: LockLost,
+}
+
+impl Gate {
+    fn new(slots: usize) -> Gate {
+        Gate {
+            slots: tokio::sync::Semaphore::new(slots),
+            count: Counter::default(),
+            lock_lost: LockLost::default(),
+        }
+    }
+
+    /// Waits for a slot; refused once the run lock is lost. The slot is held while the
+    /// permit lives.
+    async fn enter(&self, stdin: usize) -> Result<tokio::sync::SemaphorePermit<'_>, RemoteError> {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| RemoteError(e.to_string()))?;
+        self.lock_lost.check()?;
+        self.count.bump(stdin);
+        Ok(slot)
+    }
+
+    fn exec_count(&self) -> usize {
+        self.count.get()
+    }
+
+    fn uploaded_bytes(&self) -> usize {
+        self.count.stdin_bytes()
+    }
+}
+
+/// Counts commands and the bytes sent to their stdin (the uploads).
 #[derive(Debug, Default)]
 struct Counter {
     commands: AtomicUsize,

@@ -15,11 +15,10 @@ use russh::keys::{
     PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, known_hosts,
 };
 use russh::{ChannelMsg, Disconnect};
-use tokio::sync::Semaphore;
 
 use super::lock::HEARTBEAT_SECS;
 use super::target::{Hop, user_host_port};
-use super::{Counter, Held, HeldStart, LockLost};
+use super::{Gate, Held, HeldStart};
 use crate::error::{Error, from_anyhow};
 
 /// sshd allows 10 sessions per connection by default and frees closed ones lazily.
@@ -37,9 +36,7 @@ pub struct Ssh {
     handle: Handle<HostKeyCheck>,
     /// the jump hosts' connections carry this one: dropped after it (field order)
     jumps: Vec<Handle<HostKeyCheck>>,
-    slots: Semaphore,
-    count: Counter,
-    lock_lost: LockLost,
+    gate: Gate,
 }
 
 /// What the host-key check decided, kept so that a refused connection gets a clear error.
@@ -128,18 +125,16 @@ impl Ssh {
         Ok(Ssh {
             handle,
             jumps: handles,
-            slots: Semaphore::new(MAX_CHANNELS),
-            count: Counter::default(),
-            lock_lost: LockLost::default(),
+            gate: Gate::new(MAX_CHANNELS),
         })
     }
 
     pub fn exec_count(&self) -> usize {
-        self.count.get()
+        self.gate.exec_count()
     }
 
     pub fn uploaded_bytes(&self) -> usize {
-        self.count.stdin_bytes()
+        self.gate.uploaded_bytes()
     }
 
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, RemoteError> {
@@ -152,13 +147,7 @@ impl Ssh {
         stdin: &[u8],
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<ExecOutput, RemoteError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| RemoteError(e.to_string()))?;
-        self.lock_lost.check()?;
-        self.count.bump(stdin.len());
+        let _slot = self.gate.enter(stdin.len()).await?;
         let channel = self.open_channel().await?;
         channel.exec(true, command).await.map_err(lost)?;
         // Send stdin while reading the answer: a command that fails half-way (a full disk
@@ -222,7 +211,7 @@ impl Ssh {
     /// of the connection closes its stdin. A command that ends before the marker is answered
     /// like [`Ssh::exec`].
     pub async fn exec_held(&self, command: &str, marker: &str) -> Result<HeldStart, RemoteError> {
-        self.count.bump(0);
+        self.gate.count.bump(0);
         let channel = self.open_channel().await?;
         channel.exec(true, command).await.map_err(lost)?;
         let (mut reader, writer) = channel.split();
@@ -234,7 +223,7 @@ impl Ssh {
                     out.stdout.extend_from_slice(&data);
                     if ends_with(&out.stdout, marker) {
                         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                        let lock_lost = self.lock_lost.clone();
+                        let lock_lost = self.gate.lock_lost.clone();
                         let task = tokio::spawn(async move {
                             let mut tick =
                                 tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
