@@ -5,6 +5,9 @@
 //!
 //!     CHATMAIL_TESTHOSTS=1 CHATMAIL_DIST_TESTS=1 cargo test --test distributable
 //!     CHATMAIL_TESTHOSTS=1 CHATMAIL_DIST_ARTIFACT=dist/chatmail-deploy-linux-x86_64 cargo test --test distributable
+//!
+//! The linux-aarch64 artifact runs here under qemu-aarch64-static (Debian's qemu-user-static)
+//! and deploys the same x86_64 test host, with the x86_64 relay binary it carries.
 
 mod common;
 
@@ -46,12 +49,11 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
     let dir = std::env::temp_dir().join(format!("ship-dist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let tool = dir.join("chatmail-deploy");
-    std::fs::copy(&built, &tool).unwrap();
+    let (tool, artifact) = installed(&built, &dir);
 
     // static, and it says which relay binaries it carries (.ci/dist checks that both
     // architectures' sets are in)
-    let file = Command::new("file").arg(&tool).output();
+    let file = Command::new("file").arg(&artifact).output();
     if let Ok(file) = file {
         let text = String::from_utf8_lossy(&file.stdout);
         assert!(
@@ -121,6 +123,37 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
         again.stdout
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The artifact copied into `dir`, and the program to run: the artifact itself, or, for an
+/// artifact built for another machine (the linux-aarch64 one on this x86_64 machine), a
+/// `chatmail-deploy` script that runs it under Debian's qemu-user-static, so an operator's
+/// arm64 laptop is stood in for by the emulator (with the artifact in a directory of its own,
+/// nothing but the script beside the program).
+fn installed(built: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let tool = dir.join("chatmail-deploy");
+    let head = std::fs::read(built).expect("read the artifact");
+    let arch = match head.get(18..20) {
+        Some([0x3e, 0]) => "x86_64",
+        Some([0xb7, 0]) => "aarch64",
+        _ => panic!("{}: not an x86_64 or aarch64 ELF file", built.display()),
+    };
+    if arch == std::env::consts::ARCH {
+        std::fs::copy(built, &tool).unwrap();
+        return (tool.clone(), tool);
+    }
+    let emulator = format!("qemu-{arch}-static");
+    let real = dir.join("bin").join(built.file_name().unwrap());
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::copy(built, &real).unwrap();
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\nexec {emulator} {} \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (tool, real)
 }
 
 /// (arch, name, sha256 prefix) from `--version`'s "relay binaries embedded: x86_64/name

@@ -13,6 +13,9 @@ use facts::{HostFacts, Query, RemoteError};
 use super::{Held, HeldStart, Host};
 use crate::Error;
 
+// One lock per host, not per tool: every tool built on the engine installs packages and
+// restarts units on the same host, so a webhost run and a relay run must not overlap either
+// (the same holds for the pending restarts they record in operations::restarts).
 pub const LOCK_FILE: &str = "/run/chatmail-deploy.lock";
 pub const HOLDER_FILE: &str = "/run/chatmail-deploy.holder";
 
