@@ -30,6 +30,8 @@ fn main() {
         "with_test_component_files",
     );
 
+    builtin_pages(&out);
+
     println!("cargo:rerun-if-env-changed=CHATMAIL_EMBED_DIR");
     let code = match std::env::var_os("CHATMAIL_EMBED_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => embed(Path::new(&dir), &out),
@@ -40,6 +42,34 @@ fn main() {
         format!("&[\n{code}]\n"),
     )
     .expect("write embedded_relay_binaries.rs");
+}
+
+/// The web pages' sources (src/www/mod.rs, `Source::Builtin`): `OUT_DIR/builtin_pages.rs`
+/// lists every file of www/src as `(name, include_bytes!(path))`, so that the program
+/// deploys them wherever it runs, not only beside the checkout it was built from.
+fn builtin_pages(out: &Path) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/src");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read www/src")
+        .map(|e| e.expect("read www/src").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut code = String::from("&[\n");
+    for path in files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 name in www/src");
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("]\n");
+    std::fs::write(out.join("builtin_pages.rs"), code).expect("write builtin_pages.rs");
 }
 
 /// The relay's component files (src/relay/components/mod.rs): `OUT_DIR/relay_<...>.rs` holds

@@ -61,6 +61,17 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
             "{text}"
         );
     }
+    // nothing in it points into the checkout it was built from (such a path, like the old
+    // default www folder, works on the build machine and nowhere else)
+    let checkout = env!("CARGO_MANIFEST_DIR").as_bytes();
+    let bytes = std::fs::read(&artifact).unwrap();
+    assert!(
+        !bytes.windows(checkout.len()).any(|w| w == checkout),
+        "{} names the checkout {}",
+        artifact.display(),
+        env!("CARGO_MANIFEST_DIR")
+    );
+
     let version = run(&tool, &["--version"], &[]);
     assert_eq!(version.code, 0, "{}", version.stderr);
     let carried = embedded(&version.stdout);
@@ -99,6 +110,17 @@ fn the_distributable_deploys_a_relay_from_the_binaries_it_carries() {
             "{name} ({sha}) is not on the host:\n{on_host}"
         );
     }
+
+    // the web pages it carries, built for this domain: the default www_folder is the
+    // built-in pages, not a path on the machine the artifact was built on
+    assert!(
+        !first.stderr.contains("web page") && !first.stdout.contains("web page"),
+        "{}{}",
+        first.stdout,
+        first.stderr
+    );
+    let index = host.sh("cat /var/www/html/index.html");
+    assert!(index.contains(DOMAIN), "{index}");
 
     let out = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/with-test-dns"))

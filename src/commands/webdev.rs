@@ -34,11 +34,19 @@ fn serve(args: Args) -> anyhow::Result<ExitCode> {
         .parent()
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let Some(source) = crate::www::source_dir(&config, &ini_dir) else {
-        bail!(
+    let source = match crate::www::source(&config, &ini_dir) {
+        // the built-in pages cannot be edited: a checkout's www/ is what they are built from
+        Some(crate::www::Source::Builtin) => match crate::www::folder_named("www", &ini_dir) {
+            Some(folder) => folder,
+            None => bail!(
+                "www_folder is empty (the built-in pages) and there is no www/ here to edit: run webdev in a checkout of chatmail-deploy, or set www_folder"
+            ),
+        },
+        Some(crate::www::Source::Folder(folder)) => folder,
+        None => bail!(
             "web pages are disabled (www_folder = {})",
             config.www_folder
-        );
+        ),
     };
     build_into(&config, &source, &args.out)?;
     let listener = TcpListener::bind(("127.0.0.1", args.port))
@@ -74,7 +82,7 @@ fn serve(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn build_into(config: &chatmaild::config::Config, source: &Path, out: &Path) -> anyhow::Result<()> {
-    let files = crate::www::build(config, source)?;
+    let files = crate::www::build(config, &crate::www::Source::Folder(source.to_path_buf()))?;
     for (path, bytes) in files {
         let dest = out.join(&path);
         if let Some(parent) = dest.parent() {

@@ -179,7 +179,7 @@ fn beside_this_program() -> anyhow::Result<std::path::PathBuf> {
 /// The pages from `www_folder`; a disabled or broken site leaves the deployed one alone.
 fn build_website(config: &Config, warnings: &mut Vec<String>) -> Option<Vec<(String, Vec<u8>)>> {
     let ini_dir = config.inipath.parent().unwrap_or(Path::new("."));
-    let Some(source) = crate::www::source_dir(config, ini_dir) else {
+    let Some(source) = crate::www::source(config, ini_dir) else {
         warnings.push(format!(
             "building web pages is disabled (www_folder = {})",
             config.www_folder

@@ -4,12 +4,15 @@
 //! inside `src/page-layout.html`, rendered with minijinja; other files are served as they
 //! are, plus the invite QR code. A folder without `src/index.md` is served unchanged.
 //!
+//! An empty `www_folder` (the default) means the pages this program was built with: this
+//! repository's `www/src`, compiled in, so a downloaded chatmail-deploy deploys them too.
+//!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! # let config = chatmaild::config::Config::load("chatmail.ini")?;
 //! let ini_dir = std::path::Path::new(".");
-//! if let Some(folder) = chatmail_deploy::www::source_dir(&config, ini_dir) {
-//!     for (path, bytes) in chatmail_deploy::www::build(&config, &folder)? {
+//! if let Some(source) = chatmail_deploy::www::source(&config, ini_dir) {
+//!     for (path, bytes) in chatmail_deploy::www::build(&config, &source)? {
 //!         // write to /var/www/html/<path>, owned by www-data; leave other files there alone
 //!         # let _ = (path, bytes);
 //!     }
@@ -33,18 +36,44 @@ const LAYOUT: &str = "page-layout.html";
 /// new tags would loop forever, so give up after this many passes.
 const MAX_PASSES: usize = 10;
 
-/// The folder to publish, or `None` when the website is disabled.
+/// The page sources compiled in (build.rs): every file of this repository's `www/src`, by name.
+static BUILTIN: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_pages.rs"));
+
+/// Where the pages come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `www_folder` is empty: the pages compiled into this program.
+    Builtin,
+    /// A folder on this machine.
+    Folder(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin => f.write_str("the built-in pages"),
+            Source::Folder(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// Where to take the pages from, or `None` when the website is disabled.
 ///
-/// Empty `www_folder` means this repository's `www/`. A relative path is taken from the
-/// working directory (as upstream does) and, failing that, from the ini file's directory,
-/// which is where the CLI is usually started anyway. A path that is not a directory
-/// (conventionally `disabled`) turns the website off.
-pub fn source_dir(config: &Config, ini_dir: &Path) -> Option<PathBuf> {
+/// Empty `www_folder` means the built-in pages (not a path on the build machine: the
+/// program may run anywhere). A relative path is taken from the working directory (as
+/// upstream does) and, failing that, from the ini file's directory, which is where the CLI
+/// is usually started anyway. A path that is not a directory (conventionally `disabled`)
+/// turns the website off.
+pub fn source(config: &Config, ini_dir: &Path) -> Option<Source> {
     let folder = config.www_folder.trim();
     if folder.is_empty() {
-        let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
-        return default.is_dir().then_some(default);
+        return Some(Source::Builtin);
     }
+    folder_named(folder, ini_dir).map(Source::Folder)
+}
+
+/// The directory `folder` names, as [`source`] finds it.
+pub fn folder_named(folder: &str, ini_dir: &Path) -> Option<PathBuf> {
     let path = Path::new(folder);
     if path.is_absolute() {
         return path.is_dir().then(|| path.to_path_buf());
@@ -56,50 +85,79 @@ pub fn source_dir(config: &Config, ini_dir: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_dir())
 }
 
-/// Every file to serve from `source` (a folder as returned by [`source_dir`]), as
+/// Every file to serve from `source` (as returned by [`source`]), as
 /// (path relative to the web root with `/` separators, contents), sorted by path.
 ///
 /// Fails on unresolved git conflict markers in the page sources or on template errors;
 /// the deploy should then warn and leave the served website alone.
-pub fn build(config: &Config, source: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let src = source.join("src");
-    let mut files = if src.join("index.md").is_file() {
-        build_site(config, &src)?
-    } else {
-        copy_tree(source)?
+pub fn build(config: &Config, source: &Source) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = match source {
+        Source::Builtin => {
+            let sources = BUILTIN
+                .iter()
+                .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
+                .collect();
+            build_site(config, sources, Path::new("built-in www/src"))?
+        }
+        Source::Folder(folder) => {
+            let src = folder.join("src");
+            if src.join("index.md").is_file() {
+                build_site(config, read_flat(&src)?, &src)?
+            } else {
+                copy_tree(folder)?
+            }
+        }
     };
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
 }
 
-fn build_site(config: &Config, src: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    if let Some(path) = find_merge_conflict(src)? {
-        bail!("unresolved git conflict in {}", path.display());
+/// `sources`: the files of a `src/` folder by name (`src` names it in errors).
+fn build_site(
+    config: &Config,
+    sources: Vec<(String, Vec<u8>)>,
+    src: &Path,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let text = |name: &str, bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec())
+            .with_context(|| format!("{} is not UTF-8", src.join(name).display()))
+    };
+    if let Some(name) = find_merge_conflict(&sources) {
+        bail!("unresolved git conflict in {}", src.join(name).display());
     }
-    let layout_path = src.join(LAYOUT);
-    let layout = std::fs::read_to_string(&layout_path)
-        .with_context(|| format!("reading {}", layout_path.display()))?;
-    let renderer = Renderer::new(config, layout);
+    let layout = sources
+        .iter()
+        .find(|(name, _)| name == LAYOUT)
+        .with_context(|| format!("reading {}: not found", src.join(LAYOUT).display()))?;
+    let renderer = Renderer::new(config, text(LAYOUT, &layout.1)?);
     let mut files = vec![(
         qr::file_name(&config.mail_domain),
         qr::invite_png(&config.mail_domain)?,
     )];
-    for path in sorted_files(src)? {
-        let name = file_name(&path)?;
+    for (name, bytes) in sources {
         if name == LAYOUT {
             continue;
         }
-        if path.extension().is_some_and(|e| e == "md") {
-            let stem = name.strip_suffix(".md").unwrap_or(&name);
-            let html = renderer.page(stem, &read_text(&path)?)?;
+        if let Some(stem) = name.strip_suffix(".md") {
+            let html = renderer.page(stem, &text(&name, &bytes)?)?;
             files.push((format!("{stem}.html"), html.into_bytes()));
         } else {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             files.push((name, bytes));
         }
     }
     Ok(files)
+}
+
+/// The regular files directly in `dir`, by name, sorted.
+fn read_flat(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    sorted_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((file_name(&path)?, bytes))
+        })
+        .collect()
 }
 
 /// Renders Markdown pages into the layout.
@@ -212,17 +270,13 @@ fn number_word(n: usize) -> &'static str {
     WORDS.get(n).copied().unwrap_or("more")
 }
 
-/// The first `*.css`, `*.html` or `*.md` directly in `src` with a git conflict block.
-fn find_merge_conflict(src: &Path) -> Result<Option<PathBuf>> {
-    for path in sorted_files(src)? {
-        let checked = path
-            .extension()
-            .is_some_and(|e| e == "css" || e == "html" || e == "md");
-        if checked && has_conflict_block(&read_text(&path)?) {
-            return Ok(Some(path));
-        }
-    }
-    Ok(None)
+/// The first `*.css`, `*.html` or `*.md` of `sources` with a git conflict block.
+fn find_merge_conflict(sources: &[(String, Vec<u8>)]) -> Option<&str> {
+    sources
+        .iter()
+        .filter(|(name, _)| [".css", ".html", ".md"].iter().any(|e| name.ends_with(e)))
+        .find(|(_, bytes)| has_conflict_block(&String::from_utf8_lossy(bytes)))
+        .map(|(name, _)| name.as_str())
 }
 
 /// `<<<<<<<`, then `=======`, then `>>>>>>>`, each at the start of a line, in this order.
@@ -282,10 +336,6 @@ fn file_name(path: &Path) -> Result<String> {
         .and_then(|n| n.to_str())
         .map(str::to_string)
         .with_context(|| format!("file name of {} is not UTF-8", path.display()))
-}
-
-fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 #[cfg(test)]

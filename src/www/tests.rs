@@ -29,7 +29,10 @@ fn repo_www() -> PathBuf {
 }
 
 fn built(config: &Config) -> BTreeMap<String, Vec<u8>> {
-    build(config, &repo_www()).unwrap().into_iter().collect()
+    build(config, &Source::Builtin)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 fn text(files: &BTreeMap<String, Vec<u8>>, name: &str) -> String {
@@ -299,7 +302,10 @@ fn tags_in_markdown_are_evaluated_repeatedly() {
         "# {{ config.mail_domain }}\n\n{% if config.tls_cert_mode == \"acme\" %}\nacme & co\n{% endif %}\n",
     )
     .unwrap();
-    let files: BTreeMap<_, _> = build(&domain(), &root).unwrap().into_iter().collect();
+    let files: BTreeMap<_, _> = build(&domain(), &Source::Folder(root.clone()))
+        .unwrap()
+        .into_iter()
+        .collect();
     std::fs::remove_dir_all(&root).unwrap();
     let html = text(&files, "extra.html");
     assert!(html.contains("<title>chat.example.org extra</title>"));
@@ -311,7 +317,7 @@ fn tags_in_markdown_are_evaluated_repeatedly() {
 fn unknown_variable_is_an_error() {
     let root = copied_site("typo");
     std::fs::write(root.join("src/info.md"), "{{ config.no_such_key }}\n").unwrap();
-    let err = build(&domain(), &root).unwrap_err();
+    let err = build(&domain(), &Source::Folder(root.clone())).unwrap_err();
     std::fs::remove_dir_all(&root).unwrap();
     assert!(format!("{err:#}").contains("info.md"), "{err:#}");
 }
@@ -334,7 +340,7 @@ fn conflict_markers_fail_the_build() {
     let mut text = std::fs::read_to_string(&page).unwrap();
     text.push_str("<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> branch\n");
     std::fs::write(&page, text).unwrap();
-    let err = build(&domain(), &root).unwrap_err();
+    let err = build(&domain(), &Source::Folder(root.clone())).unwrap_err();
     std::fs::remove_dir_all(&root).unwrap();
     assert!(err.to_string().contains("conflict"), "{err}");
 }
@@ -355,7 +361,7 @@ fn folder_without_sources_is_served_unchanged() {
     std::fs::create_dir_all(root.join("img")).unwrap();
     std::fs::write(root.join("index.html"), "{{ not rendered }}").unwrap();
     std::fs::write(root.join("img/a.png"), b"\x89PNG").unwrap();
-    let files = build(&domain(), &root).unwrap();
+    let files = build(&domain(), &Source::Folder(root.clone())).unwrap();
     std::fs::remove_dir_all(&root).unwrap();
     assert_eq!(
         files,
@@ -366,32 +372,45 @@ fn folder_without_sources_is_served_unchanged() {
     );
 }
 
+/// The compiled-in pages are this repository's www/src: building either gives the same site.
 #[test]
-fn source_dir_follows_www_folder() {
+fn the_built_in_pages_are_the_repositorys() {
+    let config = domain();
+    let from_folder = build(&config, &Source::Folder(repo_www())).unwrap();
+    let builtin = build(&config, &Source::Builtin).unwrap();
+    assert!(builtin.iter().any(|(name, _)| name == "index.html"));
+    assert_eq!(from_folder, builtin);
+}
+
+#[test]
+fn source_follows_www_folder() {
     let ini_dir = temp_dir("ini");
     std::fs::create_dir(ini_dir.join("site")).unwrap();
     let with = |folder: &str| config(&format!("mail_domain = x.org\nwww_folder = {folder}\n"));
 
     assert_eq!(
-        source_dir(&config("mail_domain = x.org\n"), &ini_dir),
-        Some(repo_www())
+        source(&config("mail_domain = x.org\n"), &ini_dir),
+        Some(Source::Builtin)
     );
-    assert_eq!(source_dir(&with("disabled"), &ini_dir), None);
+    assert_eq!(source(&with("disabled"), &ini_dir), None);
     let absolute = ini_dir.join("site");
     assert_eq!(
-        source_dir(&with(absolute.to_str().unwrap()), &ini_dir),
-        Some(absolute.clone())
+        source(&with(absolute.to_str().unwrap()), &ini_dir),
+        Some(Source::Folder(absolute.clone()))
     );
     // not below the working directory (the crate root in tests), but below the ini's
-    assert_eq!(source_dir(&with("site"), &ini_dir), Some(absolute));
+    assert_eq!(
+        source(&with("site"), &ini_dir),
+        Some(Source::Folder(absolute))
+    );
     // below the working directory
     assert_eq!(
-        source_dir(&with("www"), &ini_dir),
-        Some(std::env::current_dir().unwrap().join("www"))
+        source(&with("www"), &ini_dir),
+        Some(Source::Folder(std::env::current_dir().unwrap().join("www")))
     );
     std::fs::write(ini_dir.join("file"), "").unwrap();
     assert_eq!(
-        source_dir(&with("file"), &ini_dir),
+        source(&with("file"), &ini_dir),
         None,
         "a file is not a website"
     );

@@ -56,7 +56,8 @@ fn check_relay(domain: &str) {
     )
     .unwrap();
     // the same folder and build `run` and `webdev` use
-    let source = chatmail_deploy::www::source_dir(&config, &scratch).expect("www/ is buildable");
+    let source =
+        chatmail_deploy::www::source(&config, &scratch).expect("the pages are not disabled");
     let files = chatmail_deploy::www::build(&config, &source).unwrap();
     let pages: Vec<String> = files
         .iter()
