@@ -4,9 +4,14 @@
 //! `cargo bench -p chatmaild --bench doveauth` (env BENCH_USERS, BENCH_LOOKUPS,
 //! BENCH_CONNECTIONS override the sizes). With BENCH_SOCKET=<path> the load goes to an
 //! already running doveauth for `chat.example.org` instead (to compare implementations).
+//! With BENCH_CHATMAILD=<path> the bench starts that build of the multi-call binary as
+//! `<path> doveauth <socket> <ini>` and measures it (e.g. the static builds of each
+//! opt-level, `chatmaild/benches/opt-levels`).
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chatmaild::Config;
 use chatmaild::dict;
@@ -47,6 +52,53 @@ async fn run(socket: &std::path::Path, connections: usize, keys: Arc<Vec<String>
     start.elapsed().as_secs_f64()
 }
 
+/// A doveauth process of an external build, killed when dropped.
+struct Doveauth(Child);
+
+impl Drop for Doveauth {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `bin doveauth` on a socket in `dir`, its resource checks out of reach as in the
+/// in-process server, and wait until it listens.
+fn start_doveauth(bin: &Path, dir: &Path) -> (Doveauth, PathBuf) {
+    let socket = dir.join("external-doveauth.socket");
+    let ini = dir.join("external-doveauth.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\npassdb_path = {}\n\
+             max_load_1m = 1000000\nmin_available_memory = 0\nmin_free_disk_space = 0\n",
+            dir.join("external-mail").display(),
+            dir.join("external-passdb.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("doveauth")
+        .arg(&socket)
+        .arg(&ini)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let running = Doveauth(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen",
+            bin.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (running, socket)
+}
+
 #[tokio::main]
 async fn main() {
     let users = env_or("BENCH_USERS", 2000);
@@ -65,9 +117,12 @@ async fn main() {
     let auth = AuthDict::new(config)
         .with_nocreate_file(tmp.path().join("nocreate"))
         .with_resource_gate(Arc::new(|_: &Config| true));
-    let socket = match std::env::var_os("BENCH_SOCKET") {
-        Some(external) => external.into(),
-        None => {
+    let external =
+        std::env::var_os("BENCH_CHATMAILD").map(|bin| start_doveauth(Path::new(&bin), tmp.path()));
+    let socket = match (std::env::var_os("BENCH_SOCKET"), &external) {
+        (_, Some((_, socket))) => socket.clone(),
+        (Some(external), None) => external.into(),
+        (None, None) => {
             let socket = tmp.path().join("doveauth.socket");
             let listener = dict::bind(&socket).unwrap();
             tokio::spawn(dict::serve_listener(listener, Arc::new(auth)));

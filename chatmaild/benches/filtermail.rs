@@ -11,6 +11,10 @@
 //! get the same ini, log to /dev/null and re-inject into the same sink, and the rows are
 //! printed side by side.
 //!
+//! `BENCH_CHATMAILD=<path>` measures that build of the multi-call binary instead of the
+//! bench's own (e.g. the static builds of each opt-level, `chatmaild/benches/opt-levels`);
+//! then the in-process rows are left out, so the table shows that binary only.
+//!
 //! The message is a real Delta Chat one (`tests/fixtures/filtermail/deltachat/dc-01.eml`,
 //! OpenPGP v6 in new-format packets, which every filtermail version accepts; upstream
 //! before 0.3 refuses the old-format packets of `encrypted.eml`), or `BENCH_MESSAGE`. The
@@ -251,6 +255,11 @@ fn main() {
     let messages = env_or("BENCH_MESSAGES", 4000);
     let connections = env_or("BENCH_CONNECTIONS", 8);
     let upstream = std::env::var_os("FILTERMAIL_UPSTREAM_BIN").map(std::path::PathBuf::from);
+    let own = Path::new(env!("CARGO_BIN_EXE_chatmaild"));
+    // absolute: the symlink to it lives in a temporary directory
+    let external = std::env::var_os("BENCH_CHATMAILD").map(|b| {
+        std::fs::canonicalize(&b).unwrap_or_else(|e| panic!("BENCH_CHATMAILD {b:?}: {e}"))
+    });
     let path = std::env::var_os("BENCH_MESSAGE").map_or_else(
         || {
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -299,11 +308,14 @@ fn main() {
 
         // the multi-call binary runs as filtermail under that name, as on a relay
         let ours = dir.join("filtermail");
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_chatmaild"), &ours).unwrap();
-        let mut targets: Vec<(String, Option<std::path::PathBuf>)> = vec![
-            ("ours, in-process".into(), None),
-            ("ours, binary".into(), Some(ours)),
-        ];
+        std::os::unix::fs::symlink(external.as_deref().unwrap_or(own), &ours).unwrap();
+        let mut targets: Vec<(String, Option<std::path::PathBuf>)> = match &external {
+            Some(bin) => vec![(format!("binary {}", bin.display()), Some(ours))],
+            None => vec![
+                ("ours, in-process".into(), None),
+                ("ours, binary".into(), Some(ours)),
+            ],
+        };
         if let Some(bin) = upstream {
             targets.push(("upstream, binary".into(), Some(bin)));
         }
