@@ -8,10 +8,11 @@
 //! `<path> doveauth <socket> <ini>` and measures it (e.g. the static builds of each
 //! opt-level, `chatmaild/benches/opt-levels`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chatmaild::Config;
 use chatmaild::dict;
@@ -52,19 +53,9 @@ async fn run(socket: &std::path::Path, connections: usize, keys: Arc<Vec<String>
     start.elapsed().as_secs_f64()
 }
 
-/// A doveauth process of an external build, killed when dropped.
-struct Doveauth(Child);
-
-impl Drop for Doveauth {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start `bin doveauth` on a socket in `dir`, its resource checks out of reach as in the
 /// in-process server, and wait until it listens.
-fn start_doveauth(bin: &Path, dir: &Path) -> (Doveauth, PathBuf) {
+fn start_doveauth(bin: &Path, dir: &Path) -> (support::Running, PathBuf) {
     let socket = dir.join("external-doveauth.socket");
     let ini = dir.join("external-doveauth.ini");
     std::fs::write(
@@ -77,25 +68,11 @@ fn start_doveauth(bin: &Path, dir: &Path) -> (Doveauth, PathBuf) {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg("doveauth")
-        .arg(&socket)
-        .arg(&ini)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let running = Doveauth(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not listen",
-            bin.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let running = support::start(
+        bin,
+        &["doveauth".as_ref(), socket.as_os_str(), ini.as_os_str()],
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    );
     (running, socket)
 }
 

@@ -20,8 +20,9 @@
 //! before 0.3 refuses the old-format packets of `encrypted.eml`), or `BENCH_MESSAGE`. The
 //! envelope sender is its `From:` address.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,16 +177,6 @@ async fn load(
     }
 }
 
-/// A filtermail binary in outgoing mode, killed when dropped.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -196,7 +187,7 @@ fn free_port() -> u16 {
 
 /// Start `bin <ini> outgoing` on a free port re-injecting into `sink_port`; the rate limit
 /// is set out of reach so that every message is filtered and relayed.
-fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (Binary, u16) {
+fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (support::Running, u16) {
     let port = free_port();
     let ini = dir.join(format!("bench-{port}.ini"));
     std::fs::write(
@@ -209,27 +200,10 @@ fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (Binary, u16) {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg(&ini)
-        .arg("outgoing")
-        .env_remove("CHATMAILD_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let binary = Binary(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not listen",
-            bin.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (binary, port)
+    let running = support::start(bin, &[ini.as_os_str(), "outgoing".as_ref()], || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (running, port)
 }
 
 fn print_rows(rows: &[Row]) {
