@@ -4,7 +4,13 @@
 //! `cargo bench -p chatmaild --bench doveauth` (env BENCH_USERS, BENCH_LOOKUPS,
 //! BENCH_CONNECTIONS override the sizes). With BENCH_SOCKET=<path> the load goes to an
 //! already running doveauth for `chat.example.org` instead (to compare implementations).
+//! With BENCH_CHATMAILD=<path> the bench starts that build of the multi-call binary as
+//! `<path> doveauth <socket> <ini>` and measures it (e.g. the static builds of each
+//! opt-level, `chatmaild/benches/opt-levels`).
 
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +53,29 @@ async fn run(socket: &std::path::Path, connections: usize, keys: Arc<Vec<String>
     start.elapsed().as_secs_f64()
 }
 
+/// Start `bin doveauth` on a socket in `dir`, its resource checks out of reach as in the
+/// in-process server, and wait until it listens.
+fn start_doveauth(bin: &Path, dir: &Path) -> (support::Running, PathBuf) {
+    let socket = dir.join("external-doveauth.socket");
+    let ini = dir.join("external-doveauth.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[params]\nmail_domain = chat.example.org\nmailboxes_dir = {}\npassdb_path = {}\n\
+             max_load_1m = 1000000\nmin_available_memory = 0\nmin_free_disk_space = 0\n",
+            dir.join("external-mail").display(),
+            dir.join("external-passdb.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let running = support::start(
+        bin,
+        &["doveauth".as_ref(), socket.as_os_str(), ini.as_os_str()],
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    );
+    (running, socket)
+}
+
 #[tokio::main]
 async fn main() {
     let users = env_or("BENCH_USERS", 2000);
@@ -65,9 +94,12 @@ async fn main() {
     let auth = AuthDict::new(config)
         .with_nocreate_file(tmp.path().join("nocreate"))
         .with_resource_gate(Arc::new(|_: &Config| true));
-    let socket = match std::env::var_os("BENCH_SOCKET") {
-        Some(external) => external.into(),
-        None => {
+    let external =
+        std::env::var_os("BENCH_CHATMAILD").map(|bin| start_doveauth(Path::new(&bin), tmp.path()));
+    let socket = match (std::env::var_os("BENCH_SOCKET"), &external) {
+        (_, Some((_, socket))) => socket.clone(),
+        (Some(external), None) => external.into(),
+        (None, None) => {
             let socket = tmp.path().join("doveauth.socket");
             let listener = dict::bind(&socket).unwrap();
             tokio::spawn(dict::serve_listener(listener, Arc::new(auth)));

@@ -11,13 +11,18 @@
 //! get the same ini, log to /dev/null and re-inject into the same sink, and the rows are
 //! printed side by side.
 //!
+//! `BENCH_CHATMAILD=<path>` measures that build of the multi-call binary instead of the
+//! bench's own (e.g. the static builds of each opt-level, `chatmaild/benches/opt-levels`);
+//! then the in-process rows are left out, so the table shows that binary only.
+//!
 //! The message is a real Delta Chat one (`tests/fixtures/filtermail/deltachat/dc-01.eml`,
 //! OpenPGP v6 in new-format packets, which every filtermail version accepts; upstream
 //! before 0.3 refuses the old-format packets of `encrypted.eml`), or `BENCH_MESSAGE`. The
 //! envelope sender is its `From:` address.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,16 +177,6 @@ async fn load(
     }
 }
 
-/// A filtermail binary in outgoing mode, killed when dropped.
-struct Binary(Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -192,7 +187,7 @@ fn free_port() -> u16 {
 
 /// Start `bin <ini> outgoing` on a free port re-injecting into `sink_port`; the rate limit
 /// is set out of reach so that every message is filtered and relayed.
-fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (Binary, u16) {
+fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (support::Running, u16) {
     let port = free_port();
     let ini = dir.join(format!("bench-{port}.ini"));
     std::fs::write(
@@ -205,27 +200,10 @@ fn start_binary(bin: &Path, dir: &Path, sink_port: u16) -> (Binary, u16) {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg(&ini)
-        .arg("outgoing")
-        .env_remove("CHATMAILD_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let binary = Binary(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not listen",
-            bin.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (binary, port)
+    let running = support::start(bin, &[ini.as_os_str(), "outgoing".as_ref()], || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (running, port)
 }
 
 fn print_rows(rows: &[Row]) {
@@ -251,6 +229,11 @@ fn main() {
     let messages = env_or("BENCH_MESSAGES", 4000);
     let connections = env_or("BENCH_CONNECTIONS", 8);
     let upstream = std::env::var_os("FILTERMAIL_UPSTREAM_BIN").map(std::path::PathBuf::from);
+    let own = Path::new(env!("CARGO_BIN_EXE_chatmaild"));
+    // absolute: the symlink to it lives in a temporary directory
+    let external = std::env::var_os("BENCH_CHATMAILD").map(|b| {
+        std::fs::canonicalize(&b).unwrap_or_else(|e| panic!("BENCH_CHATMAILD {b:?}: {e}"))
+    });
     let path = std::env::var_os("BENCH_MESSAGE").map_or_else(
         || {
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -299,11 +282,14 @@ fn main() {
 
         // the multi-call binary runs as filtermail under that name, as on a relay
         let ours = dir.join("filtermail");
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_chatmaild"), &ours).unwrap();
-        let mut targets: Vec<(String, Option<std::path::PathBuf>)> = vec![
-            ("ours, in-process".into(), None),
-            ("ours, binary".into(), Some(ours)),
-        ];
+        std::os::unix::fs::symlink(external.as_deref().unwrap_or(own), &ours).unwrap();
+        let mut targets: Vec<(String, Option<std::path::PathBuf>)> = match &external {
+            Some(bin) => vec![(format!("binary {}", bin.display()), Some(ours))],
+            None => vec![
+                ("ours, in-process".into(), None),
+                ("ours, binary".into(), Some(ours)),
+            ],
+        };
         if let Some(bin) = upstream {
             targets.push(("upstream, binary".into(), Some(bin)));
         }
