@@ -1,6 +1,7 @@
 //! Resolving the records a relay needs and judging what is published.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
@@ -11,6 +12,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 
 use super::records::{Expected, Rtype, Rule};
+use super::system;
 
 /// One lookup never takes longer than this, whatever the server does.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(6);
@@ -69,24 +71,20 @@ impl Verdict {
 
 /// A resolver asking `server`, or the system's resolvers.
 pub fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
-    let builder = match server {
-        Some(addr) => {
-            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-            for c in &mut ns.connections {
-                c.port = addr.port();
-            }
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![ns]),
-                TokioRuntimeProvider::default(),
-            )
-        }
-        None => TokioResolver::builder_tokio()
-            .map_err(|e| anyhow::anyhow!("cannot read the system's resolver settings: {e}"))?,
+    let Some(addr) = server else {
+        return resolver_for(&system::name_servers(Path::new(system::RESOLV_CONF))?);
     };
-    builder
-        .with_options(options())
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
+    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+    for c in &mut ns.connections {
+        c.port = addr.port();
+    }
+    Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![ns]),
+        TokioRuntimeProvider::default(),
+    )
+    .with_options(options())
+    .build()
+    .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
 
 /// Short per-try timeouts (a lookup as a whole is bounded by [`LOOKUP_TIMEOUT`]), no hosts

@@ -3,4 +3,5 @@
 pub mod check;
 pub mod host;
 pub mod records;
+pub mod system;
 pub mod zonefile;

@@ -16,9 +16,13 @@
 
 pub mod address;
 pub mod data;
+// DKIM verification and MX lookups need mail-auth, which Apple targets do not build
+// (Cargo.toml): there only the parts the deploy tool uses are built, not the server.
+#[cfg(not(target_vendor = "apple"))]
 pub mod dkim;
 pub mod header;
 pub mod http;
+#[cfg(not(target_vendor = "apple"))]
 pub mod incoming;
 pub mod mime;
 pub mod openpgp;
@@ -28,22 +32,26 @@ pub mod reply;
 pub mod smtp;
 pub mod transport;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
-
-use crate::activation::Passed;
-use crate::config::Config;
-use crate::shutdown::Shutdown;
-use dkim::DkimVerifier;
-use incoming::{Incoming, Mailboxes};
-use outgoing::Outgoing;
-use smtp::client::Relay;
-use smtp::server::{Limits, serve_until};
+#[cfg(not(target_vendor = "apple"))]
+use {
+    crate::activation::Passed,
+    crate::config::Config,
+    crate::shutdown::Shutdown,
+    dkim::DkimVerifier,
+    incoming::{Incoming, Mailboxes},
+    outgoing::Outgoing,
+    smtp::client::Relay,
+    smtp::server::{Limits, serve_until},
+    std::net::IpAddr,
+    std::sync::Arc,
+    std::time::Duration,
+    tokio::net::TcpListener,
+};
 
 /// Per-query timeout with a test name server (the system resolver keeps its own).
+#[cfg(not(target_vendor = "apple"))]
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which side of the relay a message is on; a few armor rules differ.
@@ -76,6 +84,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// Everything filtermail takes from `chatmail.ini` and the environment.
+#[cfg(not(target_vendor = "apple"))]
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen_host: IpAddr,
@@ -103,6 +112,7 @@ pub struct Settings {
 /// only by builds with the `test-hooks` feature (see [`crate::test_hooks`]).
 pub const DNS_SERVER_ENV: &str = "FILTERMAIL_TEST_DNS_SERVER";
 
+#[cfg(not(target_vendor = "apple"))]
 impl Settings {
     pub fn from_config(config: &Config) -> Result<Settings, String> {
         let skip_dkim = crate::test_hooks::skip_dkim();
@@ -138,11 +148,13 @@ impl Settings {
 
 /// Take the mode's listeners (passed by systemd, else bound here) and serve until
 /// `shutdown`; then stop accepting and return once the sessions finished.
+#[cfg(not(target_vendor = "apple"))]
 pub async fn run(settings: Settings, mode: Mode, shutdown: Shutdown) -> Result<(), String> {
     let mut passed = Passed::from_env()?;
     serve_mode(settings, mode, &mut passed, shutdown).await
 }
 
+#[cfg(not(target_vendor = "apple"))]
 async fn serve_mode(
     settings: Settings,
     mode: Mode,
@@ -212,6 +224,7 @@ async fn serve_mode(
 
 /// The listener for `host:port`: the socket systemd passed for it, else one bound here
 /// (a manual start, a test, or a port changed before the socket unit was).
+#[cfg(not(target_vendor = "apple"))]
 fn listen(passed: &mut Passed, host: IpAddr, port: u16) -> Result<TcpListener, String> {
     let addr = SocketAddr::new(host, port);
     let std_listener = match passed.take_tcp(addr) {
@@ -229,6 +242,7 @@ fn listen(passed: &mut Passed, host: IpAddr, port: u16) -> Result<TcpListener, S
 }
 
 /// A passed socket nothing listens on would queue connections nobody accepts.
+#[cfg(not(target_vendor = "apple"))]
 fn warn_unused(passed: &Passed) {
     let unused = passed.unused();
     if !unused.is_empty() {
@@ -250,6 +264,7 @@ pub async fn resolve_once(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("postfix_host {host:?} has no address"))
 }
 
+#[cfg(not(target_vendor = "apple"))]
 fn local(listener: &TcpListener) -> String {
     listener
         .local_addr()

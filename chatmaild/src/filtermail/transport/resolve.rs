@@ -9,12 +9,16 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mail_auth::hickory_resolver::TokioResolver;
-use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
-use mail_auth::hickory_resolver::proto::rr::RData;
+// DnsResolver uses mail-auth's hickory, which Apple targets do not build (Cargo.toml)
+#[cfg(not(target_vendor = "apple"))]
+use {
+    mail_auth::hickory_resolver::TokioResolver,
+    mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig},
+    mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider,
+    mail_auth::hickory_resolver::proto::rr::RData,
+    std::time::Duration,
+};
 
 use crate::filtermail::reply::Reply;
 
@@ -48,10 +52,12 @@ pub trait Resolve: Send + Sync + 'static {
 }
 
 /// DNS through hickory: the system's resolver in production.
+#[cfg(not(target_vendor = "apple"))]
 pub struct DnsResolver {
     inner: TokioResolver,
 }
 
+#[cfg(not(target_vendor = "apple"))]
 impl DnsResolver {
     /// The resolver configured in `/etc/resolv.conf` (unbound on a relay).
     pub fn from_system_conf() -> Result<DnsResolver, String> {
@@ -80,6 +86,7 @@ impl DnsResolver {
     }
 }
 
+#[cfg(not(target_vendor = "apple"))]
 fn lookup_error(e: &mail_auth::hickory_resolver::net::NetError) -> LookupError {
     if e.is_nx_domain() {
         LookupError::NxDomain
@@ -91,6 +98,7 @@ fn lookup_error(e: &mail_auth::hickory_resolver::net::NetError) -> LookupError {
 }
 
 /// Fully qualified, so that resolv.conf search domains are never appended.
+#[cfg(not(target_vendor = "apple"))]
 fn fqdn(name: &str) -> String {
     if name.ends_with('.') {
         name.to_owned()
@@ -99,6 +107,7 @@ fn fqdn(name: &str) -> String {
     }
 }
 
+#[cfg(not(target_vendor = "apple"))]
 impl Resolve for DnsResolver {
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<Mx>, LookupError>> {
         Box::pin(async move {
