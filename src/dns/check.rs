@@ -71,20 +71,10 @@ impl Verdict {
 
 /// A resolver asking `server`, or the system's resolvers.
 pub fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
-    let Some(addr) = server else {
-        return resolver_for(&system::name_servers(Path::new(system::RESOLV_CONF))?);
-    };
-    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-    for c in &mut ns.connections {
-        c.port = addr.port();
+    match server {
+        Some(addr) => resolver_at(&[addr]),
+        None => resolver_for(&system::name_servers(Path::new(system::RESOLV_CONF))?),
     }
-    Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![ns]),
-        TokioRuntimeProvider::default(),
-    )
-    .with_options(options())
-    .build()
-    .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
 
 /// Short per-try timeouts (a lookup as a whole is bounded by [`LOOKUP_TIMEOUT`]), no hosts
@@ -102,16 +92,28 @@ fn options() -> ResolverOpts {
 
 /// A resolver asking these servers (port 53), e.g. a zone's authoritative ones.
 pub fn resolver_for(servers: &[IpAddr]) -> anyhow::Result<TokioResolver> {
-    let config = ResolverConfig::from_name_servers(
-        servers
-            .iter()
-            .map(|ip| NameServerConfig::udp_and_tcp(*ip))
-            .collect(),
-    );
-    Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-        .with_options(options())
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
+    let addrs: Vec<SocketAddr> = servers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect();
+    resolver_at(&addrs)
+}
+
+fn resolver_at(servers: &[SocketAddr]) -> anyhow::Result<TokioResolver> {
+    let name_servers = servers
+        .iter()
+        .map(|addr| {
+            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+            for c in &mut ns.connections {
+                c.port = addr.port();
+            }
+            ns
+        })
+        .collect();
+    Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(name_servers),
+        TokioRuntimeProvider::default(),
+    )
+    .with_options(options())
+    .build()
+    .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))
 }
 
 /// The zone holding `domain` and its name servers' addresses, found through `system`:
